@@ -1,0 +1,79 @@
+package trail
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. httpapi maps each to one HTTP status in a single table.
+const (
+	EINVALID     = "invalid"     // 400: the input breaks the schema
+	ETOOLARGE    = "too_large"   // 413: over a size or count limit
+	EUNSUPPORTED = "unsupported" // 415: wrong media type
+	ENOTFOUND    = "not_found"   // 404
+	ECONFLICT    = "conflict"    // 409: an id is taken by other content
+	EUNAVAILABLE = "unavailable" // 503: queue full, store down, writes refused
+	EINTERNAL    = "internal"    // 500
+)
+
+// Error is trail's application error: a code callers can switch on and a
+// message that is safe to show to the client.
+type Error struct {
+	Code    string
+	Message string
+	// Items holds per-item problems of a rejected batch, by index.
+	Items []ItemError
+}
+
+// ItemError names one bad event in a batch.
+type ItemError struct {
+	Index  int    `json:"index"`
+	Reason string `json:"reason"`
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("trail: %s: %s", e.Code, e.Message)
+}
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
+// for any other error, and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the client-safe message of err: the message of an
+// *Error, and "internal error" for anything else.
+func ErrorMessage(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// Sentinels that adapters return and callers act on.
+var (
+	// ErrNotFound means no record has the id.
+	ErrNotFound = &Error{Code: ENOTFOUND, Message: "no record has this id"}
+
+	// ErrFenced means another writer has appended to this log: the seq the
+	// store was asked to write is taken. The writer must stop appending to
+	// the log (and may claim another one).
+	ErrFenced = errors.New("trail: log was appended by another writer")
+
+	// ErrUnavailable means the store cannot be reached now; retry later.
+	ErrUnavailable = &Error{Code: EUNAVAILABLE, Message: "the store is unavailable; retry later"}
+)

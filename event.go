@@ -1,0 +1,422 @@
+package trail
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Actor is who did it.
+type Actor struct {
+	ID   string `json:"id"`
+	Type string `json:"type,omitempty"`
+	Name string `json:"name,omitempty"`
+	IP   string `json:"ip,omitempty"`
+}
+
+// Target is what it was done to.
+type Target struct {
+	ID   string `json:"id,omitempty"`
+	Type string `json:"type,omitempty"`
+}
+
+// Source is where the event was reported from.
+type Source struct {
+	Service string `json:"service"`
+	Host    string `json:"host,omitempty"`
+	IP      string `json:"ip,omitempty"`
+}
+
+// Outcomes an event may report.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+	OutcomeUnknown = "unknown"
+)
+
+// Event is what a producer sends, after validation and the mapping of the
+// legacy proof-of-concept shape. Its JSON encoding is canonical: the same
+// event always encodes to the same bytes, which is what idempotency compares.
+type Event struct {
+	ID        string          `json:"id,omitempty"`
+	Time      *time.Time      `json:"time,omitempty"` // nil: defaults to received_at
+	Tenant    string          `json:"tenant,omitempty"`
+	Actor     Actor           `json:"actor"`
+	Action    string          `json:"action"`
+	Target    *Target         `json:"target,omitempty"`
+	Source    Source          `json:"source"`
+	Outcome   string          `json:"outcome,omitempty"`
+	RequestID string          `json:"request_id,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+}
+
+// wireEvent is the input shape: the event schema plus the legacy fields.
+type wireEvent struct {
+	ID        *string         `json:"id"`
+	Time      *string         `json:"time"`
+	Tenant    *string         `json:"tenant"`
+	Actor     *Actor          `json:"actor"`
+	Action    *string         `json:"action"`
+	Target    *Target         `json:"target"`
+	Source    *Source         `json:"source"`
+	Outcome   *string         `json:"outcome"`
+	RequestID *string         `json:"request_id"`
+	Data      json.RawMessage `json:"data"`
+
+	// The proof of concept's shape (DESIGN.md §2).
+	UserID        *string         `json:"user_id"`
+	EventType     *string         `json:"event_type"`
+	Timestamp     *string         `json:"timestamp"`
+	SrcService    *string         `json:"src_service"`
+	InvariantData json.RawMessage `json:"invariant_data"`
+	AppData       json.RawMessage `json:"app_data"`
+	VariantData   json.RawMessage `json:"variant_data"`
+}
+
+// Field limits.
+const (
+	MaxActionLen = 128
+	MaxIDLen     = 128
+	maxFieldLen  = 1024
+)
+
+// Times outside this range are rejected: they do not fit the int64
+// nanoseconds that the stores index.
+var (
+	minTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ParseEvent decodes and validates one event in JSON. Errors are *Error with
+// code EINVALID (or ETOOLARGE) and a message that names the field.
+func ParseEvent(b []byte, lim Limits) (*Event, error) {
+	if lim.MaxEventBytes > 0 && len(b) > lim.MaxEventBytes {
+		return nil, Errorf(ETOOLARGE, "event is %d bytes; the limit is %d", len(b), lim.MaxEventBytes)
+	}
+	if !utf8.Valid(b) {
+		return nil, Errorf(EINVALID, "event is not valid UTF-8")
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, Errorf(EINVALID, "event must be a JSON object")
+	}
+	var w wireEvent
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return nil, jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, Errorf(EINVALID, "unexpected data after the event object")
+	}
+	return w.event()
+}
+
+// jsonError turns an encoding/json error into an *Error naming the field.
+func jsonError(err error) *Error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return Errorf(EINVALID, "malformed JSON at byte %d: %s", se.Offset, se.Error())
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "event"
+		}
+		return Errorf(EINVALID, "field %q must be %s, not JSON %s", field, jsonKind(te.Type.Kind().String()), te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return Errorf(EINVALID, "malformed JSON: unexpected end of input")
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return Errorf(EINVALID, "unknown field %s; put event-specific fields in \"data\"", name)
+	}
+	return Errorf(EINVALID, "malformed JSON: %s", strings.TrimPrefix(msg, "json: "))
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "ptr", "struct":
+		return "an object"
+	case "string":
+		return "a string"
+	}
+	return k
+}
+
+// event validates w, maps the legacy fields, and normalizes.
+func (w *wireEvent) event() (*Event, error) {
+	var e Event
+	pick := func(name string, v *string, legacyName string, legacy *string) (string, error) {
+		if v != nil && legacy != nil {
+			return "", Errorf(EINVALID, "fields %q and %q both given; send one", name, legacyName)
+		}
+		if v != nil {
+			return *v, nil
+		} else if legacy != nil {
+			return *legacy, nil
+		}
+		return "", nil
+	}
+	var err error
+
+	// Legacy mapping.
+	if w.Actor != nil && w.UserID != nil {
+		return nil, Errorf(EINVALID, "fields \"actor\" and \"user_id\" both given; send one")
+	}
+	if w.Actor != nil {
+		e.Actor = *w.Actor
+	} else if w.UserID != nil {
+		e.Actor.ID = *w.UserID
+	}
+	if w.Source != nil && w.SrcService != nil {
+		return nil, Errorf(EINVALID, "fields \"source\" and \"src_service\" both given; send one")
+	}
+	if w.Source != nil {
+		e.Source = *w.Source
+	} else if w.SrcService != nil {
+		e.Source.Service = *w.SrcService
+	}
+	if w.EventType != nil {
+		lower := strings.ToLower(*w.EventType)
+		w.EventType = &lower
+	}
+	if e.Action, err = pick("action", w.Action, "event_type", w.EventType); err != nil {
+		return nil, err
+	}
+	ts, err := pick("time", w.Time, "timestamp", w.Timestamp)
+	if err != nil {
+		return nil, err
+	}
+	if w.Time != nil || w.Timestamp != nil {
+		name := "time"
+		if w.Timestamp != nil {
+			name = "timestamp"
+		}
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			return nil, Errorf(EINVALID, "field %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", name, ts)
+		}
+		t = t.UTC()
+		if t.Before(minTime) || !t.Before(maxTime) {
+			return nil, Errorf(EINVALID, "field %q is out of range: %s (want 1970 to 2261)", name, ts)
+		}
+		e.Time = &t
+	}
+	if e.Data, err = w.data(); err != nil {
+		return nil, err
+	}
+
+	if w.ID != nil {
+		e.ID = *w.ID
+		if err := ValidateID(e.ID); err != nil {
+			return nil, err
+		}
+	}
+	if w.Tenant != nil {
+		e.Tenant = *w.Tenant
+	}
+	e.Target = w.Target
+	if e.Target != nil && *e.Target == (Target{}) {
+		e.Target = nil
+	}
+	e.Outcome = OutcomeUnknown
+	if w.Outcome != nil {
+		e.Outcome = *w.Outcome
+	}
+	if w.RequestID != nil {
+		e.RequestID = *w.RequestID
+	}
+	return &e, e.Validate()
+}
+
+// data returns the data object, built from the legacy fields if need be.
+func (w *wireEvent) data() (json.RawMessage, error) {
+	legacy := w.InvariantData != nil || w.AppData != nil || w.VariantData != nil
+	if w.Data != nil && legacy {
+		return nil, Errorf(EINVALID, "field \"data\" and the legacy invariant_data/app_data fields both given; send one")
+	}
+	if !legacy {
+		if w.Data == nil {
+			return nil, nil
+		}
+		if w.Data[0] != '{' {
+			return nil, Errorf(EINVALID, "field \"data\" must be a JSON object")
+		}
+		return w.Data, nil
+	}
+	if w.AppData != nil && w.VariantData != nil {
+		return nil, Errorf(EINVALID, "fields \"app_data\" and \"variant_data\" both given; send one")
+	}
+	m := map[string]json.RawMessage{}
+	if w.InvariantData != nil {
+		m["invariant"] = w.InvariantData
+	}
+	if w.AppData != nil {
+		m["app"] = w.AppData
+	}
+	if w.VariantData != nil {
+		m["app"] = w.VariantData
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, Errorf(EINVALID, "legacy data fields: %v", err)
+	}
+	return b, nil
+}
+
+// Validate checks the event's fields. Errors name the field.
+func (e *Event) Validate() error {
+	if e.Action == "" {
+		return Errorf(EINVALID, "field \"action\" is required (legacy: \"event_type\")")
+	}
+	if err := validateAction(e.Action); err != nil {
+		return err
+	}
+	if e.Actor.ID == "" {
+		return Errorf(EINVALID, "field \"actor.id\" is required (legacy: \"user_id\")")
+	}
+	if e.Source.Service == "" {
+		return Errorf(EINVALID, "field \"source.service\" is required (legacy: \"src_service\")")
+	}
+	switch e.Outcome {
+	case OutcomeSuccess, OutcomeFailure, OutcomeUnknown:
+	default:
+		return Errorf(EINVALID, "field \"outcome\" must be success, failure or unknown, not %q", e.Outcome)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"tenant", e.Tenant}, {"actor.id", e.Actor.ID}, {"actor.type", e.Actor.Type},
+		{"actor.name", e.Actor.Name}, {"actor.ip", e.Actor.IP}, {"source.service", e.Source.Service},
+		{"source.host", e.Source.Host}, {"source.ip", e.Source.IP}, {"request_id", e.RequestID},
+		{"target.id", targetField(e.Target, true)}, {"target.type", targetField(e.Target, false)},
+	} {
+		if len(f.v) > maxFieldLen {
+			return Errorf(EINVALID, "field %q is %d bytes; the limit is %d", f.name, len(f.v), maxFieldLen)
+		}
+	}
+	return nil
+}
+
+func targetField(t *Target, id bool) string {
+	if t == nil {
+		return ""
+	} else if id {
+		return t.ID
+	}
+	return t.Type
+}
+
+// validateAction checks that a is lowercase and dotted: segments of a-z, 0-9,
+// '_' and '-', joined by single dots.
+func validateAction(a string) error {
+	if len(a) > MaxActionLen {
+		return Errorf(EINVALID, "field \"action\" is %d characters; the limit is %d", len(a), MaxActionLen)
+	}
+	prevDot := true
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_', c == '-':
+			prevDot = false
+		case c == '.' && !prevDot:
+			prevDot = true
+		default:
+			return Errorf(EINVALID, "field \"action\" must be lowercase and dotted, such as \"account.suspended\", not %q", a)
+		}
+	}
+	if prevDot {
+		return Errorf(EINVALID, "field \"action\" must be lowercase and dotted, such as \"account.suspended\", not %q", a)
+	}
+	return nil
+}
+
+// ValidateID checks a client-chosen or requested id: 1 to 128 characters of
+// A-Z, a-z, 0-9 and "-_.:", so that it is safe in a URL path.
+func ValidateID(id string) error {
+	if id == "" || len(id) > MaxIDLen {
+		return Errorf(EINVALID, "field \"id\" must be 1 to %d characters", MaxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return Errorf(EINVALID, "field \"id\" may hold only letters, digits and \"-_.:\", not %q", id)
+		}
+	}
+	return nil
+}
+
+// ParseBatch splits a JSON array of events and parses each. A bad item fails
+// the whole batch; the *Error lists every bad item's index and reason.
+func ParseBatch(b []byte, lim Limits) ([]*Event, error) {
+	if !utf8.Valid(b) {
+		return nil, Errorf(EINVALID, "request body is not valid UTF-8")
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(b, &raws); err != nil {
+		return nil, jsonError(err)
+	}
+	return parseItems(raws, lim)
+}
+
+// ParseNDJSON parses newline-delimited events; blank lines are skipped.
+func ParseNDJSON(b []byte, lim Limits) ([]*Event, error) {
+	var raws []json.RawMessage
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		raws = append(raws, line)
+	}
+	return parseItems(raws, lim)
+}
+
+func parseItems(raws []json.RawMessage, lim Limits) ([]*Event, error) {
+	if len(raws) == 0 {
+		return nil, Errorf(EINVALID, "batch is empty; send at least one event")
+	}
+	if lim.MaxBatchEvents > 0 && len(raws) > lim.MaxBatchEvents {
+		return nil, Errorf(ETOOLARGE, "batch has %d events; the limit is %d", len(raws), lim.MaxBatchEvents)
+	}
+	events := make([]*Event, len(raws))
+	var bad []ItemError
+	code := EINVALID
+	seen := make(map[string]int)
+	for i, raw := range raws {
+		e, err := ParseEvent(raw, lim)
+		if err != nil {
+			if ErrorCode(err) == ETOOLARGE {
+				code = ETOOLARGE
+			}
+			bad = append(bad, ItemError{Index: i, Reason: ErrorMessage(err)})
+			continue
+		}
+		if e.ID != "" {
+			if j, ok := seen[e.ID]; ok {
+				bad = append(bad, ItemError{Index: i, Reason: fmt.Sprintf("id %q repeats the id of item %d", e.ID, j)})
+				continue
+			}
+			seen[e.ID] = i
+		}
+		events[i] = e
+	}
+	if len(bad) > 0 {
+		msg := fmt.Sprintf("%d of %d events are invalid; first: item %d: %s", len(bad), len(raws), bad[0].Index, bad[0].Reason)
+		if len(bad) == 1 {
+			msg = fmt.Sprintf("item %d: %s", bad[0].Index, bad[0].Reason)
+		}
+		return nil, &Error{Code: code, Message: msg, Items: bad}
+	}
+	return events, nil
+}

@@ -1,0 +1,88 @@
+package trail
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Filter selects records for List. Empty fields match everything.
+type Filter struct {
+	Tenant     string
+	Actor      string // actor.id
+	ActorType  string
+	Action     string // exact, or a prefix if ActionPrefix
+	Target     string // target.id
+	TargetType string
+	Source     string // source.service
+	Outcome    string
+
+	// ActionPrefix makes Action match every action that starts with it.
+	// "account.*" in the API becomes Action "account." with ActionPrefix.
+	ActionPrefix bool
+
+	Since time.Time // time >= Since, if not zero
+	Until time.Time // time < Until, if not zero
+
+	Desc  bool
+	Limit int
+	After *Cursor // resume strictly after this position
+}
+
+// Cursor is a position in (time, log, seq) order. Records are immutable and
+// their keys unique, so paging by cursor never repeats or skips a record that
+// existed when paging began.
+type Cursor struct {
+	Time int64  `json:"t"` // unix nanoseconds of the record's time
+	Log  string `json:"l"`
+	Seq  int64  `json:"s"`
+}
+
+// CursorOf returns the cursor just at e.
+func CursorOf(e *Entry) *Cursor {
+	return &Cursor{Time: e.Time.UnixNano(), Log: e.Log, Seq: e.Seq}
+}
+
+// Less reports whether c sorts before d.
+func (c *Cursor) Less(d *Cursor) bool {
+	if c.Time != d.Time {
+		return c.Time < d.Time
+	}
+	if c.Log != d.Log {
+		return c.Log < d.Log
+	}
+	return c.Seq < d.Seq
+}
+
+// String encodes c as an opaque token.
+func (c *Cursor) String() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ParseCursor decodes a token made by Cursor.String.
+func ParseCursor(s string) (*Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	var c Cursor
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.Log == "" || c.Seq < 0 {
+		return nil, Errorf(EINVALID, "parameter \"cursor\" is not a cursor this server issued")
+	}
+	return &c, nil
+}
+
+// SetAction sets the action filter from the API form: exact, or "prefix.*".
+func (f *Filter) SetAction(a string) error {
+	if p, ok := strings.CutSuffix(a, "*"); ok {
+		if p != "" && !strings.HasSuffix(p, ".") {
+			return Errorf(EINVALID, "parameter \"action\": a prefix must end in \".*\", as in \"account.*\"")
+		}
+		f.Action, f.ActionPrefix = p, true
+		return nil
+	}
+	f.Action, f.ActionPrefix = a, false
+	return nil
+}

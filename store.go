@@ -1,0 +1,89 @@
+package trail
+
+import (
+	"context"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A Store persists records. It appends to exactly one log (its Head) and
+// reads every log it holds. It has no method that changes or removes a
+// record: stores are append-only, and their schema enforces it where it can.
+//
+// The conformance suite in package storetest states these rules as tests;
+// every implementation runs it.
+type Store interface {
+	// Head returns the log this store appends to and its size. After
+	// ErrFenced it may name a different log.
+	Head(ctx context.Context) (Head, error)
+
+	// Append stores entries atomically: all of them or none. Their seqs MUST
+	// be dense and start at the current size of Head's log, and each MUST
+	// carry its Hashes (tlog.StoredHashes). Append returns only after the
+	// write is durable (synced to disk, or majority-acknowledged). It returns
+	// ErrFenced if another writer holds one of those seqs, an *Error with
+	// ECONFLICT if an id is already stored, and ErrUnavailable (wrapped) if
+	// the store cannot be reached.
+	Append(ctx context.Context, entries []*Entry) error
+
+	// Lookup returns the stored entries with the given ids; absent ids are
+	// absent from the map. Entries carry Digest and Hashes.
+	Lookup(ctx context.Context, ids []string) (map[string]*Entry, error)
+
+	// Get returns the entry with the id, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Entry, error)
+
+	// List returns up to f.Limit entries that match f, in (time, log, seq)
+	// order (descending if f.Desc), strictly after f.After if it is set.
+	// Entries carry at least ID, Log, Seq, Time, Bytes and Hashes[0].
+	List(ctx context.Context, f *Filter) ([]*Entry, error)
+
+	// Scan calls fn for the entries of log with from <= seq < to, in seq
+	// order, stopping at the first error. It does not check density: a
+	// missing seq is skipped, so that verification can name it.
+	Scan(ctx context.Context, log string, from, to int64, fn func(*Entry) error) error
+
+	// ReadHashes returns the stored hashes of log at the tlog indexes.
+	ReadHashes(ctx context.Context, log string, indexes []int64) ([]tlog.Hash, error)
+
+	// AddCheckpoint stores a signed checkpoint of log at size. Checkpoints
+	// are append-only too.
+	AddCheckpoint(ctx context.Context, log string, size int64, note []byte) error
+
+	// Checkpoint returns the stored checkpoint of log at size, or the
+	// latest one if size < 0. It returns ErrNotFound if there is none.
+	Checkpoint(ctx context.Context, log string, size int64) (note []byte, err error)
+
+	// Logs returns every log the store holds, with its size.
+	Logs(ctx context.Context) ([]Head, error)
+
+	// Ping reports whether the store can be reached and written.
+	Ping(ctx context.Context) error
+
+	Close() error
+}
+
+// ReadHashes reads stored hashes for tlog indexes through getHashes, which
+// returns the Hashes of the records at the given seqs (in any order, keyed by
+// seq). Stores that keep each record's hashes beside it use it to implement
+// Store.ReadHashes.
+func ReadHashes(indexes []int64, getHashes func(seqs []int64) (map[int64][]tlog.Hash, error)) ([]tlog.Hash, error) {
+	seqs := make([]int64, len(indexes))
+	levels := make([]int, len(indexes))
+	for i, x := range indexes {
+		seqs[i], levels[i] = HashLocation(x)
+	}
+	m, err := getHashes(seqs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tlog.Hash, len(indexes))
+	for i := range indexes {
+		hs, ok := m[seqs[i]]
+		if !ok || levels[i] >= len(hs) {
+			return nil, Errorf(EINTERNAL, "stored hash %d (seq %d, level %d) is missing", indexes[i], seqs[i], levels[i])
+		}
+		out[i] = hs[levels[i]]
+	}
+	return out, nil
+}

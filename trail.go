@@ -1,0 +1,43 @@
+// Package trail holds the domain of the trail audit log: events as producers
+// send them, records as they are stored, receipts, filters and the error type
+// shared by every adapter. It does no I/O.
+//
+// Adapters live in their own packages (sqlite, mongo, httpapi, ingest, merkle)
+// and import this one; they never import each other. Only cmd/trail wires them.
+package trail
+
+import (
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Receipt is what a producer gets back for each stored event. It names the
+// record's place in its log and its Merkle leaf hash.
+type Receipt struct {
+	ID         string    `json:"id"`
+	Log        string    `json:"log"`
+	Seq        int64     `json:"seq"`
+	ReceivedAt time.Time `json:"received_at"`
+	LeafHash   tlog.Hash `json:"leaf_hash"`
+}
+
+// Head is the writable end of a log: its name and how many records it holds.
+type Head struct {
+	Log  string
+	Size int64
+}
+
+// Limits bounds what one request and one event may carry.
+type Limits struct {
+	MaxEventBytes   int   // one event's encoded size
+	MaxRequestBytes int64 // one request body
+	MaxBatchEvents  int   // events in one request
+}
+
+// DefaultLimits are the limits of DESIGN.md §2.
+var DefaultLimits = Limits{
+	MaxEventBytes:   64 << 10,
+	MaxRequestBytes: 10 << 20,
+	MaxBatchEvents:  10000,
+}
