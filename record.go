@@ -52,6 +52,9 @@ type Digest [sha256.Size]byte
 type Prepared struct {
 	Record
 	Digest Digest
+	// ClientID is true when the producer chose the id. Only such ids can
+	// repeat, so only they need an idempotency lookup.
+	ClientID bool
 	body   []byte // recordBody's JSON, from '{'
 }
 
@@ -65,7 +68,7 @@ func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, er
 		return nil, Errorf(EINVALID, "event: %v", err)
 	}
 	p := &Prepared{Digest: sha256.Sum256(canon)}
-	p.ID = e.ID
+	p.ID, p.ClientID = e.ID, e.ID != ""
 	if p.ID == "" {
 		p.ID = newID()
 	}
