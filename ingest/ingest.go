@@ -1,0 +1,356 @@
+// Package ingest is trail's write path: group commit. Requests queue in a
+// bounded, in-process queue; one writer per log takes every request waiting,
+// resolves idempotency, assigns dense seqs, computes the Merkle hashes and
+// appends the whole group to the store in one durable commit. Each request
+// is answered only after that commit returns.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/merkle"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Config tunes an Ingester. Zero fields take the defaults.
+type Config struct {
+	MaxBatch    int           // events in one commit (default 8192); one larger request commits alone
+	MaxWait     time.Duration // how long a commit waits for more requests (default 0: take what is queued)
+	QueueEvents int           // events queued before Submit answers EUNAVAILABLE (default 65536)
+
+	// Signer signs checkpoints; nil turns checkpoints off. Verifier is its
+	// verifier key, used to check the stored checkpoint at start-up.
+	Signer             note.Signer
+	Verifier           string
+	Origin             string        // checkpoint origin prefix; the log name is appended (default "trail.local")
+	CheckpointInterval time.Duration // at most one checkpoint per interval (default 1s)
+
+	Now    func() time.Time
+	NewID  func() string // ids for events that have none (default UUIDv7)
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 8192
+	}
+	if c.QueueEvents <= 0 {
+		c.QueueEvents = 65536
+	}
+	if c.Origin == "" {
+		c.Origin = "trail.local"
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.NewID == nil {
+		c.NewID = func() string { return uuid.Must(uuid.NewV7()).String() }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// An Ingester is the single writer of one log. It implements trail.Ingester.
+type Ingester struct {
+	cfg   Config
+	store trail.Store
+
+	queue  chan *request
+	queued atomic.Int64 // events admitted and not yet answered
+	mu     sync.RWMutex // guards closed against sends
+	closed bool
+	stop   chan struct{}
+	done   chan struct{}
+
+	// refused, when set, is why writes are refused (a failed integrity
+	// check, or a log lost to another writer). It holds an error.
+	refused atomic.Pointer[error]
+
+	head   atomic.Pointer[trail.Head] // committed head, for readers
+	latest atomic.Pointer[[]byte]     // latest stored checkpoint note of head.Log
+
+	// Owned by the writer goroutine.
+	log         string
+	tree        *merkle.Tree
+	signedAt    int64     // size of the latest signed checkpoint
+	lastSign    time.Time // when it was signed
+	noTree      bool      // benchmarks only: skip tree hashes and signing
+	noFinalSign bool      // tests only: leave the log as a crash would
+	carry       *request  // overflowed the last commit; leads the next
+	cpCh        chan checkpoint
+	cpDone      chan struct{}
+}
+
+type request struct {
+	preps []*trail.Prepared
+	resp  chan response
+}
+
+type response struct {
+	res *trail.Result
+	err error
+}
+
+type checkpoint struct {
+	log  string
+	size int64
+	note []byte
+}
+
+// New opens the log that store appends to, checks its integrity against the
+// latest signed checkpoint, and starts the writer. A failed check does not
+// fail New: the ingester refuses writes and says why (Ready, Submit), so
+// that reads and verification keep working while an operator investigates.
+func New(ctx context.Context, store trail.Store, cfg Config) (*Ingester, error) {
+	cfg.setDefaults()
+	in := &Ingester{
+		cfg:    cfg,
+		store:  store,
+		queue:  make(chan *request, cfg.QueueEvents),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		cpCh:   make(chan checkpoint, 1),
+		cpDone: make(chan struct{}),
+	}
+	if err := in.load(ctx); err != nil {
+		return nil, err
+	}
+	go in.checkpointer()
+	go in.run()
+	return in, nil
+}
+
+// load reads the head of the store's log, rebuilds the tree and, with a
+// signer, checks the log against its latest checkpoint.
+func (in *Ingester) load(ctx context.Context) error {
+	h, err := in.store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("ingest: head: %w", err)
+	}
+	in.log = h.Log
+	in.tree = merkle.NewTree(h.Size, merkle.Reader(context.Background(), in.store, h.Log))
+	in.head.Store(&h)
+	in.signedAt, in.lastSign = -1, time.Time{}
+	in.latest.Store(nil)
+	if in.cfg.Signer == nil {
+		return nil
+	}
+	note, err := in.store.Checkpoint(ctx, h.Log, -1)
+	if err != nil && !errors.Is(err, trail.ErrNotFound) {
+		return fmt.Errorf("ingest: latest checkpoint: %w", err)
+	}
+	if err := in.check(ctx, h, note); err != nil {
+		in.refuse(fmt.Errorf("log %q failed its integrity check at start-up: %w; writes are refused until an operator investigates (run `trail verify`, see docs/VERIFYING.md)", h.Log, err))
+		return nil
+	}
+	if note != nil {
+		in.latest.Store(&note)
+		cp, _ := trail.ParseCheckpoint(noteText(note))
+		in.signedAt = cp.Size
+	}
+	return nil
+}
+
+// check verifies that the stored tree still matches the latest signed
+// checkpoint and that every record after it hashes to its stored hashes.
+func (in *Ingester) check(ctx context.Context, h trail.Head, note []byte) error {
+	from := int64(0)
+	if note != nil {
+		cp, err := merkle.Open(note, in.cfg.Verifier)
+		if err != nil {
+			return fmt.Errorf("latest checkpoint does not verify with this server's key: %w", err)
+		}
+		if want := in.origin(h.Log); cp.Origin != want {
+			return fmt.Errorf("latest checkpoint is for origin %q, want %q", cp.Origin, want)
+		}
+		if cp.Size > h.Size {
+			return fmt.Errorf("the store holds %d records but the signed checkpoint covers %d: records were removed", h.Size, cp.Size)
+		}
+		if cp.Size > 0 {
+			root, err := tlog.TreeHash(cp.Size, merkle.Reader(ctx, in.store, h.Log))
+			if err != nil {
+				return fmt.Errorf("tree hash at size %d: %w", cp.Size, err)
+			}
+			if root != cp.Hash {
+				return fmt.Errorf("the stored tree of size %d has root %v but the signed checkpoint says %v: stored hashes were changed", cp.Size, root, cp.Hash)
+			}
+		}
+		from = cp.Size
+	}
+	if from == h.Size {
+		return nil
+	}
+	// Re-derive every record after the checkpoint from its bytes.
+	tree := merkle.NewTree(from, merkle.Reader(ctx, in.store, h.Log))
+	next := from
+	err := in.store.Scan(ctx, h.Log, from, h.Size, func(e *trail.Entry) error {
+		if e.Seq != next {
+			return fmt.Errorf("seq %d is missing", next)
+		}
+		if len(e.Hashes) == 0 || tlog.RecordHash(e.Bytes) != e.Hashes[0] {
+			return fmt.Errorf("seq %d: record bytes do not hash to the stored leaf hash", e.Seq)
+		}
+		stored := e.Hashes
+		re := &trail.Entry{Record: e.Record, Hashes: []tlog.Hash{stored[0]}}
+		if err := tree.Append([]*trail.Entry{re}); err != nil {
+			return err
+		}
+		tree.Commit()
+		if !equalHashes(re.Hashes, stored) {
+			return fmt.Errorf("seq %d: stored tree hashes do not match the records", e.Seq)
+		}
+		next++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if next != h.Size {
+		return fmt.Errorf("seq %d is missing", next)
+	}
+	return nil
+}
+
+func equalHashes(a, b []tlog.Hash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (in *Ingester) refuse(err error) {
+	in.cfg.Logger.Error("trail: writes refused", "reason", err.Error())
+	in.refused.Store(&err)
+}
+
+func (in *Ingester) origin(log string) string { return in.cfg.Origin + "/" + log }
+
+// Submit implements trail.Ingester.
+func (in *Ingester) Submit(ctx context.Context, events []*trail.Event) (*trail.Result, error) {
+	if len(events) == 0 {
+		return nil, trail.Errorf(trail.EINVALID, "batch is empty; send at least one event")
+	}
+	if p := in.refused.Load(); p != nil {
+		return nil, trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
+	}
+	now := in.cfg.Now()
+	preps := make([]*trail.Prepared, len(events))
+	for i, e := range events {
+		p, err := trail.Prepare(e, now, in.cfg.NewID)
+		if err != nil {
+			return nil, err
+		}
+		preps[i] = p
+	}
+	n := int64(len(preps))
+	if q := in.queued.Add(n); q > int64(in.cfg.QueueEvents) && q != n { // one oversized request may use an empty queue
+		in.queued.Add(-n)
+		return nil, trail.Errorf(trail.EUNAVAILABLE, "the ingest queue is full (%d events waiting); retry later", in.cfg.QueueEvents)
+	}
+	req := &request{preps: preps, resp: make(chan response, 1)}
+	in.mu.RLock()
+	if in.closed {
+		in.mu.RUnlock()
+		in.queued.Add(-n)
+		return nil, trail.Errorf(trail.EUNAVAILABLE, "the server is shutting down; retry on another replica or later")
+	}
+	in.queue <- req // never blocks: the queue holds QueueEvents requests and each has an event
+	in.mu.RUnlock()
+
+	select {
+	case r := <-req.resp:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The commit may still happen; a retry with the same ids is safe.
+		return nil, ctx.Err()
+	}
+}
+
+// Ready implements trail.Ingester.
+func (in *Ingester) Ready(ctx context.Context) error {
+	if p := in.refused.Load(); p != nil {
+		return trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
+	}
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.closed {
+		return trail.Errorf(trail.EUNAVAILABLE, "the server is shutting down")
+	}
+	return nil
+}
+
+// Head returns the log this ingester writes and its committed size.
+func (in *Ingester) Head() trail.Head { return *in.head.Load() }
+
+// Verifier returns the checkpoint verifier key, or "" if signing is off.
+func (in *Ingester) Verifier() string { return in.cfg.Verifier }
+
+// Checkpoint returns the latest signed checkpoint note of log.
+func (in *Ingester) Checkpoint(ctx context.Context, log string) ([]byte, error) {
+	if in.cfg.Signer == nil {
+		return nil, trail.Errorf(trail.ENOTFOUND, "checkpoint signing is off on this server")
+	}
+	if log == "" || log == in.Head().Log {
+		if p := in.latest.Load(); p != nil {
+			return *p, nil
+		}
+		if log == "" {
+			log = in.Head().Log
+		}
+	}
+	b, err := in.store.Checkpoint(ctx, log, -1)
+	if errors.Is(err, trail.ErrNotFound) {
+		return nil, trail.Errorf(trail.ENOTFOUND, "log %q has no signed checkpoint yet", log)
+	}
+	return b, err
+}
+
+// Close stops taking requests, commits everything queued, writes a final
+// checkpoint and stops. It does not close the store.
+func (in *Ingester) Close(ctx context.Context) error {
+	in.mu.Lock()
+	if !in.closed {
+		in.closed = true
+		close(in.stop)
+	}
+	in.mu.Unlock()
+	select {
+	case <-in.done:
+	case <-ctx.Done():
+		return fmt.Errorf("ingest: close: %w", ctx.Err())
+	}
+	select {
+	case <-in.cpDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ingest: close: final checkpoint: %w", ctx.Err())
+	}
+}
+
+// noteText returns the text of a signed note, before its signatures.
+func noteText(msg []byte) []byte {
+	for i := 0; i+1 < len(msg); i++ {
+		if msg[i] == '\n' && msg[i+1] == '\n' {
+			return msg[:i+1]
+		}
+	}
+	return msg
+}

@@ -1,0 +1,382 @@
+package ingest_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/ingest"
+	"github.com/trail-audit/trail/merkle"
+	"github.com/trail-audit/trail/sqlite"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// countingStore wraps a real store to count appends and, optionally, hold
+// them until released: it observes group commit and fills the queue. It
+// does not replace the store.
+type countingStore struct {
+	trail.Store
+	appends atomic.Int64
+	hold    chan struct{} // if not nil, Append waits for a receive
+}
+
+func (s *countingStore) Append(ctx context.Context, entries []*trail.Entry) error {
+	s.appends.Add(1)
+	if s.hold != nil {
+		<-s.hold
+	}
+	return s.Store.Append(ctx, entries)
+}
+
+type env struct {
+	dir   string
+	store *countingStore
+	ing   *ingest.Ingester
+	vkey  string
+}
+
+func mustOpen(tb testing.TB, dir string, cfg ingest.Config) *env {
+	tb.Helper()
+	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cs := &countingStore{Store: st}
+	cfg.Signer, cfg.Verifier, cfg.Origin = signer, vkey, "trail.test"
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 10 * time.Millisecond
+	}
+	ing, err := ingest.New(context.Background(), cs, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := &env{dir: dir, store: cs, ing: ing, vkey: vkey}
+	tb.Cleanup(func() { e.close(tb) })
+	return e
+}
+
+func (e *env) close(tb testing.TB) {
+	if e.ing == nil {
+		return
+	}
+	if err := e.ing.Close(context.Background()); err != nil {
+		tb.Error(err)
+	}
+	if err := e.store.Close(); err != nil {
+		tb.Error(err)
+	}
+	e.ing = nil
+}
+
+func event(tb testing.TB, id string, n int) *trail.Event {
+	tb.Helper()
+	idField := ""
+	if id != "" {
+		idField = fmt.Sprintf(`"id":%q,`, id)
+	}
+	e, err := trail.ParseEvent([]byte(fmt.Sprintf(`{%s"action":"account.created","actor":{"id":"u%d"},"source":{"service":"test"},"data":{"n":%d}}`, idField, n, n)), trail.DefaultLimits)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+func TestGroupCommitDenseSeqs(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{})
+	const clients, per = 32, 20
+	var mu sync.Mutex
+	seen := map[int64]string{}
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				res, err := e.ing.Submit(context.Background(), []*trail.Event{event(t, "", i), event(t, "", i+1)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, r := range res.Receipts {
+					if prev, dup := seen[r.Seq]; dup {
+						t.Errorf("seq %d given to %s and %s", r.Seq, prev, r.ID)
+					}
+					seen[r.Seq] = r.ID
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	n := int64(clients * per * 2)
+	if got := e.ing.Head().Size; got != n {
+		t.Fatalf("head size: got %d, want %d", got, n)
+	}
+	for s := int64(0); s < n; s++ {
+		if _, ok := seen[s]; !ok {
+			t.Fatalf("seq %d was never given", s)
+		}
+	}
+	if got := e.store.appends.Load(); got >= clients*per {
+		t.Errorf("appends: got %d for %d requests, want fewer (group commit)", got, clients*per)
+	}
+	t.Logf("%d requests in %d commits", clients*per, e.store.appends.Load())
+}
+
+func TestIdempotency(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{})
+	ctx := context.Background()
+	first, err := e.ing.Submit(ctx, []*trail.Event{event(t, "evt-1", 1)})
+	if err != nil || !first.Created {
+		t.Fatalf("first: got %+v %v", first, err)
+	}
+	again, err := e.ing.Submit(ctx, []*trail.Event{event(t, "evt-1", 1)})
+	if err != nil || again.Created || again.Receipts[0] != first.Receipts[0] {
+		t.Fatalf("replay: got %+v %v, want the original receipt %+v and Created false", again, err, first.Receipts[0])
+	}
+	_, err = e.ing.Submit(ctx, []*trail.Event{event(t, "evt-1", 2)})
+	if trail.ErrorCode(err) != trail.ECONFLICT || !strings.Contains(err.Error(), "evt-1") {
+		t.Fatalf("conflict: got %v, want ECONFLICT naming the id", err)
+	}
+	// A batch mixing a replay and a new event stores only the new one.
+	mixed, err := e.ing.Submit(ctx, []*trail.Event{event(t, "evt-1", 1), event(t, "evt-2", 2)})
+	if err != nil || !mixed.Created || mixed.Receipts[0] != first.Receipts[0] || mixed.Receipts[1].Seq != 1 {
+		t.Fatalf("mixed: got %+v %v", mixed, err)
+	}
+	// A conflicting batch stores none of its events.
+	_, err = e.ing.Submit(ctx, []*trail.Event{event(t, "evt-3", 3), event(t, "evt-1", 9)})
+	if trail.ErrorCode(err) != trail.ECONFLICT {
+		t.Fatalf("conflicting batch: got %v", err)
+	}
+	if _, err := e.store.Get(ctx, "evt-3"); !errors.Is(err, trail.ErrNotFound) {
+		t.Fatalf("evt-3 of a rejected batch: got %v, want not found", err)
+	}
+	// Concurrent submissions of one id store it once.
+	var wg sync.WaitGroup
+	receipts := make([]trail.Receipt, 16)
+	for i := range receipts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.ing.Submit(ctx, []*trail.Event{event(t, "evt-race", 7)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			receipts[i] = res.Receipts[0]
+		}()
+	}
+	wg.Wait()
+	for _, r := range receipts[1:] {
+		if r != receipts[0] {
+			t.Fatalf("racing replays: got receipts %+v and %+v", r, receipts[0])
+		}
+	}
+	if got := e.ing.Head().Size; got != 3 {
+		t.Fatalf("head size: got %d, want 3", got)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{QueueEvents: 4})
+	e.store.hold = make(chan struct{})
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() { _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); errs <- err }()
+	}
+	// Wait until the writer holds the first commit and the rest are queued.
+	deadline := time.Now().Add(5 * time.Second)
+	for e.store.appends.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	var full error
+	for time.Now().Before(deadline) {
+		_, full = e.ing.Submit(ctx, []*trail.Event{event(t, "", 99)})
+		if full != nil {
+			break
+		}
+	}
+	if trail.ErrorCode(full) != trail.EUNAVAILABLE || !strings.Contains(full.Error(), "queue is full") {
+		t.Fatalf("got %v, want EUNAVAILABLE: queue is full", full)
+	}
+	close(e.store.hold)
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("queued request: got %v, want success", err)
+		}
+	}
+}
+
+func TestCloseDrainsAndSigns(t *testing.T) {
+	dir := t.TempDir()
+	e := mustOpen(t, dir, ingest.Config{CheckpointInterval: time.Hour})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); err == nil {
+				ok.Add(1)
+			} else if trail.ErrorCode(err) != trail.EUNAVAILABLE {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := e.ing.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	size := e.ing.Head().Size
+	if size != ok.Load() {
+		t.Fatalf("head size %d, acknowledged %d", size, ok.Load())
+	}
+	note, err := e.store.Checkpoint(ctx, "main", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := merkle.Open(note, e.vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := tlog.TreeHash(size, merkle.Reader(ctx, e.store, "main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Size != size || cp.Hash != root || cp.Origin != "trail.test/main" {
+		t.Fatalf("final checkpoint: got %+v, want size %d root %v", cp, size, root)
+	}
+	if _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "", 1)}); trail.ErrorCode(err) != trail.EUNAVAILABLE {
+		t.Fatalf("submit after close: got %v, want EUNAVAILABLE", err)
+	}
+}
+
+// TestStartupIntegrity tampers with the SQLite file behind trail's back and
+// checks that a restarted ingester refuses writes and names the problem.
+func TestStartupIntegrity(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		sql    string
+		signed bool // tamper with a record the checkpoint covers
+		want   string
+	}{
+		{"edit after checkpoint", `UPDATE records SET bytes = CAST(REPLACE(CAST(bytes AS TEXT), 'u4', 'u5') AS BLOB) WHERE seq = 4`, false, "seq 4: record bytes do not hash"},
+		{"edit stored hash", `UPDATE records SET hashes = zeroblob(length(hashes)) WHERE seq = 1`, true, "stored hashes were changed"},
+		{"delete covered rows", `DELETE FROM records WHERE seq >= 2`, true, "records were removed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			e := mustOpen(t, dir, ingest.Config{CheckpointInterval: time.Hour})
+			ctx := context.Background()
+			n := 3
+			if !tt.signed {
+				n = 6
+			}
+			for i := 0; i < 3; i++ {
+				if _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.close(t) // signs a checkpoint at size 3
+			if !tt.signed {
+				// Append 3 more without a checkpoint: a crash before signing.
+				e2 := mustOpen(t, dir, ingest.Config{CheckpointInterval: time.Hour})
+				for i := 3; i < n; i++ {
+					if _, err := e2.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				e2.ing.SetNoSignOnClose()
+				e2.close(t)
+			}
+			db, err := sql.Open("sqlite", filepath.Join(dir, "trail.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The attacker drops the append-only triggers first.
+			rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'trigger'`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var triggers []string
+			for rows.Next() {
+				var name string
+				rows.Scan(&name)
+				triggers = append(triggers, name)
+			}
+			rows.Close()
+			for _, trig := range triggers {
+				if _, err := db.Exec("DROP TRIGGER " + trig); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := db.Exec(tt.sql); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			e3 := mustOpen(t, dir, ingest.Config{})
+			err = e3.ing.Ready(ctx)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ready: got %v, want an error containing %q", err, tt.want)
+			}
+			if _, err := e3.ing.Submit(ctx, []*trail.Event{event(t, "", 1)}); trail.ErrorCode(err) != trail.EUNAVAILABLE {
+				t.Fatalf("submit: got %v, want EUNAVAILABLE", err)
+			}
+		})
+	}
+}
+
+func BenchmarkIngest(b *testing.B) {
+	for _, batch := range []int{1, 100, 1000} {
+		for _, tree := range []bool{true, false} {
+			name := fmt.Sprintf("batch=%d/merkle=%v", batch, tree)
+			b.Run(name, func(b *testing.B) {
+				e := mustOpen(b, b.TempDir(), ingest.Config{})
+				if !tree {
+					e.ing.SetNoTree()
+				}
+				events := make([]*trail.Event, batch)
+				for i := range events {
+					events[i] = event(b, "", i)
+				}
+				clients := 64
+				if batch >= 100 {
+					clients = 8
+				}
+				b.ResetTimer()
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for c := 0; c < clients; c++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							if _, err := e.ing.Submit(context.Background(), events); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
+}
