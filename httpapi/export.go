@@ -1,0 +1,171 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/trail-audit/trail"
+)
+
+// exportChunk is how many seqs one Store.Scan covers, so that a long export
+// never holds one read transaction open throughout.
+const exportChunk = 4096
+
+// exportHeader is the first line of an export.
+type exportHeader struct {
+	Format     int    `json:"trail_export"` // 1
+	Log        string `json:"log"`
+	From       int64  `json:"from"`
+	To         int64  `json:"to"`
+	Checkpoint string `json:"checkpoint"` // the latest signed note, "" if signing is off
+}
+
+// handleExport streams a log's records with from <= seq < to in seq order,
+// verbatim, one a line, after a header line that names the range and
+// carries the latest signed checkpoint. to defaults to that checkpoint's
+// size, so that the default export is exactly what the checkpoint covers;
+// to=end takes every record stored when the export began. It is what
+// "trail export" saves and "trail verify" audits.
+func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	if err := checkQuery(q, "log", "from", "to"); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	log := q.Get("log")
+	if log == "" {
+		h, err := s.store.Head(ctx)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		log = h.Log
+	}
+	var from int64
+	if v := q.Get("from"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.error(w, r, trail.Errorf(trail.EINVALID, "parameter \"from\" must be a seq (an integer from 0), not %q", v))
+			return
+		}
+		from = n
+	}
+
+	size, err := s.logSize(r, log)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var note []byte
+	var cp trail.Checkpoint
+	if s.signing() == nil {
+		note, cp, err = s.latest(ctx, log)
+		if trail.ErrorCode(err) == trail.ENOTFOUND && q.Get("to") != "" {
+			note, err = nil, nil // an explicit range needs no checkpoint
+		}
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+	}
+	to := size
+	switch v := q.Get("to"); {
+	case v == "end":
+	case v == "" && s.signing() == nil:
+		to = cp.Size
+	case v != "":
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.error(w, r, trail.Errorf(trail.EINVALID, "parameter \"to\" must be a size (an integer from 0) or \"end\", not %q", v))
+			return
+		}
+		to = n
+	}
+	switch {
+	case to > size:
+		err = trail.Errorf(trail.EINVALID, "parameter \"to\" (%d) is above the size of log %q (%d)", to, log, size)
+	case from > to:
+		err = trail.Errorf(trail.EINVALID, "parameter \"from\" (%d) is above \"to\" (%d)", from, to)
+	}
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+
+	b, _ := json.Marshal(exportHeader{Format: 1, Log: log, From: from, To: to, Checkpoint: string(note)})
+	h := w.Header()
+	h.Set("Content-Type", "application/x-ndjson")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // see streamLogs
+	buf := append(b, '\n')
+	for lo := from; lo < to; lo += exportChunk {
+		hi := min(lo+exportChunk, to)
+		err := s.store.Scan(ctx, log, lo, hi, func(e *trail.Entry) error {
+			buf = append(buf, e.Bytes...)
+			buf = append(buf, '\n')
+			return nil
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "httpapi: export: scan", "request_id", requestID(ctx), "log", log, "from", lo, "to", hi, "err", err)
+			}
+			panic(http.ErrAbortHandler) // a truncated export, never one that looks whole
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		if _, err := w.Write(buf); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		buf = buf[:0]
+	}
+	if len(buf) > 0 { // the header of an empty range
+		w.Write(buf)
+	}
+}
+
+// logSize returns the end of log as stored: one past its highest stored
+// seq. That is normally the size the store reports, but a row written
+// behind the writer's back (a forged append) lies beyond it, and an export
+// of "every stored record" must show it to the auditor.
+func (s *server) logSize(r *http.Request, log string) (int64, error) {
+	ctx := r.Context()
+	size, found := int64(0), false
+	// The written log first: it exists even before its first record.
+	h, err := s.store.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if h.Log == log {
+		size, found = h.Size, true
+	} else {
+		logs, err := s.store.Logs(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for _, h := range logs {
+			if h.Log == log {
+				size, found = h.Size, true
+			}
+		}
+	}
+	// Normally an empty range read on the (log, seq) key.
+	err = s.store.Scan(ctx, log, size, math.MaxInt64, func(e *trail.Entry) error {
+		size, found = e.Seq+1, true
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, trail.Errorf(trail.ENOTFOUND, "no log is named %q", log)
+	}
+	return size, nil
+}

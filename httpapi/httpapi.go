@@ -1,0 +1,272 @@
+// Package httpapi serves trail's HTTP API (DESIGN.md §3, docs/API.md): ingest
+// at POST /logs, reads, signed checkpoints and Merkle proofs, and health
+// checks. Handlers decode, validate, call the trail.Ingester or trail.Store,
+// and encode; every error leaves as RFC 9457 problem+json, mapped from trail
+// error codes in one table (problem.go).
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/trail-audit/trail"
+)
+
+// Config is what New needs. Ingester and Store are required.
+type Config struct {
+	Ingester trail.Ingester // takes writes
+	Store    trail.Store    // serves reads and proofs
+
+	// Checkpoints publishes signed checkpoints. If it is nil, or its
+	// Verifier is "", signing is off and the checkpoint and proof endpoints
+	// answer 404.
+	Checkpoints Checkpoints
+
+	// Limits bound each request; zero fields take trail.DefaultLimits.
+	Limits trail.Limits
+
+	// RetryAfter is the Retry-After of 503 answers (default 1s, rounded up
+	// to whole seconds).
+	RetryAfter time.Duration
+
+	// Logger gets internal errors in full (default slog.Default()) and, at
+	// debug level, one line per request.
+	Logger *slog.Logger
+}
+
+// Checkpoints is the signing side of the ingester; *ingest.Ingester
+// implements it.
+type Checkpoints interface {
+	// Checkpoint returns the latest signed note of log, or an error with
+	// code trail.ENOTFOUND if the log has none yet.
+	Checkpoint(ctx context.Context, log string) ([]byte, error)
+	// Verifier returns the note verifier key, or "" if signing is off.
+	Verifier() string
+	// Head returns the log this node writes.
+	Head() trail.Head
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	ingester   trail.Ingester
+	store      trail.Store
+	cps        Checkpoints
+	limits     trail.Limits
+	retryAfter string // seconds, for the Retry-After header
+	log        *slog.Logger
+	mux        *http.ServeMux
+}
+
+// New returns the API's handler. It panics if cfg lacks an Ingester or a
+// Store, which is a wiring mistake rather than a runtime condition.
+func New(cfg Config) http.Handler {
+	if cfg.Ingester == nil || cfg.Store == nil {
+		panic("httpapi: New: Config needs an Ingester and a Store")
+	}
+	s := &server{
+		ingester: cfg.Ingester,
+		store:    cfg.Store,
+		cps:      cfg.Checkpoints,
+		limits:   cfg.Limits,
+		log:      cfg.Logger,
+		mux:      http.NewServeMux(),
+	}
+	d := trail.DefaultLimits
+	if s.limits.MaxEventBytes <= 0 {
+		s.limits.MaxEventBytes = d.MaxEventBytes
+	}
+	if s.limits.MaxRequestBytes <= 0 {
+		s.limits.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if s.limits.MaxBatchEvents <= 0 {
+		s.limits.MaxBatchEvents = d.MaxBatchEvents
+	}
+	ra := cfg.RetryAfter
+	if ra <= 0 {
+		ra = time.Second
+	}
+	s.retryAfter = fmt.Sprint(int64((ra + time.Second - 1) / time.Second))
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.routes()
+	return s
+}
+
+// methods maps an HTTP method to its handler on one path.
+type methods map[string]http.HandlerFunc
+
+// routes registers every endpoint. Each path also gets a method-less
+// pattern that answers 405 with Allow, and "/" answers 404, so that the
+// mux's own plain-text errors never reach a client.
+func (s *server) routes() {
+	s.route("/logs", methods{"GET": s.handleLogsIndex, "POST": s.handleLogsCreate})
+	s.route("/logs/{id}", methods{"GET": s.handleLogsGet})
+	s.route("/logs/{id}/proof", methods{"GET": s.handleProofRecord})
+	s.route("/proof/consistency", methods{"GET": s.handleProofConsistency})
+	s.route("/export", methods{"GET": s.handleExport})
+	s.route("/checkpoint", methods{"GET": s.handleCheckpointGet})
+	s.route("/checkpoint/key", methods{"GET": s.handleCheckpointKey})
+	s.route("/healthz", methods{"GET": s.handleHealthz})
+	s.route("/readyz", methods{"GET": s.handleReadyz})
+	s.mux.HandleFunc("/", s.handleNotFound)
+}
+
+func (s *server) route(path string, m methods) {
+	var allow []string
+	for method, h := range m {
+		s.mux.HandleFunc(method+" "+path, h)
+		allow = append(allow, method)
+		if method == "GET" {
+			allow = append(allow, "HEAD") // GET patterns also match HEAD
+		}
+	}
+	slices.Sort(allow)
+	s.mux.HandleFunc(path, s.methodNotAllowed(strings.Join(allow, ", ")))
+}
+
+// methodNotAllowed answers 405 naming the methods the path has.
+func (s *server) methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		msg := fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow)
+		if strings.HasPrefix(r.URL.Path, "/logs") {
+			msg = "records are immutable: " + msg
+		}
+		s.error(w, r, trail.Errorf(codeMethodNotAllowed, "%s", msg))
+	}
+}
+
+func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.error(w, r, trail.Errorf(trail.ENOTFOUND, "no endpoint at %s %s; see docs/API.md", r.Method, r.URL.Path))
+}
+
+// handleHealthz reports liveness: the process serves HTTP.
+func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz reports readiness: the ingester can take writes and the
+// store answers.
+func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	for _, check := range []struct {
+		what string
+		fn   func(context.Context) error
+	}{
+		{"ingest is not ready", s.ingester.Ready},
+		{"the store does not answer", s.store.Ping},
+	} {
+		if err := check.fn(ctx); err != nil {
+			// Wrapped so that the log gets err in full and the client its
+			// safe message.
+			s.error(w, r, fmt.Errorf("%w: %w", trail.Errorf(trail.EUNAVAILABLE, "%s: %s", check.what, trail.ErrorMessage(err)), err))
+			return
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// ServeHTTP gives every request an id, recovers panics as 500 problems, logs
+// the request at debug level and hands it to the mux.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	sw := &statusWriter{ResponseWriter: w}
+	sw.Header().Set("X-Request-Id", id)
+	sw.Header().Set("X-Content-Type-Options", "nosniff")
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.ErrorContext(r.Context(), "httpapi: panic", "request_id", id, "method", r.Method,
+				"path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			if sw.status == 0 {
+				s.error(sw, r, fmt.Errorf("httpapi: panic: %v", v))
+			} else {
+				panic(http.ErrAbortHandler) // too late for a problem: cut the response short
+			}
+		}
+		s.log.DebugContext(r.Context(), "http", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"bytes", sw.n, "duration", time.Since(start), "request_id", id)
+	}()
+	s.mux.ServeHTTP(sw, r)
+}
+
+// statusWriter remembers the status and size of a response for the log and
+// for panic recovery. Unwrap lets http.ResponseController reach Flush and
+// deadlines.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type requestIDKey struct{}
+
+// requestID returns the id ServeHTTP gave the request.
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// validRequestID accepts a caller's X-Request-Id only if it is short and
+// plain, since it is echoed in headers, bodies and logs.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

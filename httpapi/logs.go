@@ -1,0 +1,397 @@
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trail-audit/trail"
+)
+
+// Body kinds POST /logs accepts.
+const (
+	bodyJSON   = iota + 1 // one object, or an array of them
+	bodyNDJSON            // one object per line
+)
+
+// ndjsonTypes are the media types of newline-delimited JSON, in the order
+// docs/API.md lists them.
+var ndjsonTypes = []string{"application/x-ndjson", "application/ndjson", "application/jsonl"}
+
+// handleLogsCreate ingests one event, a JSON array of events or NDJSON. It
+// answers only after the ingester reports the events durable.
+func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
+	kind, err := requestBodyKind(r.Header)
+	if err != nil {
+		w.Header().Set("Accept-Post", "application/json, application/x-ndjson")
+		s.error(w, r, err)
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+
+	var events []*trail.Event
+	single := false
+	switch {
+	case len(bytes.TrimSpace(body)) == 0:
+		err = trail.Errorf(trail.EINVALID, "request body is empty; send an event object, an array of events or NDJSON")
+	case kind == bodyNDJSON:
+		events, err = trail.ParseNDJSON(body, s.limits)
+	case bytes.TrimLeft(body, " \t\r\n")[0] == '[':
+		events, err = trail.ParseBatch(body, s.limits)
+	default:
+		var e *trail.Event
+		e, err = trail.ParseEvent(body, s.limits)
+		events, single = []*trail.Event{e}, true
+	}
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+
+	res, err := s.ingester.Submit(r.Context(), events)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	status := http.StatusOK // every event was a replay
+	if res.Created {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if single && len(res.Receipts) == 1 {
+		w.Header().Set("Location", "/logs/"+res.Receipts[0].ID)
+		writeJSON(w, status, res.Receipts[0])
+		return
+	}
+	writeJSON(w, status, struct {
+		Receipts []trail.Receipt `json:"receipts"`
+	}{res.Receipts})
+}
+
+// requestBodyKind reads Content-Type (and Content-Encoding) to choose a
+// parser. Errors are EUNSUPPORTED.
+func requestBodyKind(h http.Header) (int, error) {
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Encoding %q is not supported; send the body uncompressed", ce)
+	}
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Type is missing; send application/json or application/x-ndjson")
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Type %q is malformed; send application/json or application/x-ndjson", ct)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return 0, trail.Errorf(trail.EUNSUPPORTED, "charset %q is not supported; events are UTF-8", cs)
+	}
+	switch {
+	case mt == "application/json":
+		return bodyJSON, nil
+	case slices.Contains(ndjsonTypes, mt):
+		return bodyNDJSON, nil
+	}
+	return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Type %q is not supported; send application/json or application/x-ndjson", mt)
+}
+
+// readBody reads the whole body, up to Limits.MaxRequestBytes.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := s.limits.MaxRequestBytes
+	tooLarge := func() error {
+		return trail.Errorf(trail.ETOOLARGE, "request body is larger than the limit of %d bytes; split the batch", limit)
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1) // +1: ReadFrom's final read hits EOF without growing
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, tooLarge()
+	} else if err != nil {
+		return nil, trail.Errorf(trail.EINVALID, "reading the request body: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// handleLogsGet serves a record's stored bytes verbatim. They never change,
+// so caches may keep them forever; the ETag is the record's leaf hash.
+func (s *server) handleLogsGet(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := trail.ValidateID(id); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	e, err := s.store.Get(r.Context(), id)
+	if trail.ErrorCode(err) == trail.ENOTFOUND {
+		err = trail.Errorf(trail.ENOTFOUND, "no record has id %q", id)
+	}
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	etag := `"` + leafHash(e).String() + `"` // tlog.Hash.String is standard base64
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(e.Bytes)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(e.Bytes)
+}
+
+// etagMatch reports whether an If-None-Match list matches etag, by the weak
+// comparison RFC 9110 §13.1.2 asks for.
+func etagMatch(list, etag string) bool {
+	for t := range strings.SplitSeq(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// List limits.
+const (
+	defaultListLimit = 100
+	maxListLimit     = 1000
+	streamPage       = 1000 // records per store read while streaming
+)
+
+// listParams are the query parameters GET /logs takes.
+var listParams = []string{"tenant", "actor", "actor_type", "action", "target", "target_type", "source", "outcome", "since", "until", "order", "limit", "cursor"}
+
+// handleLogsIndex lists records by filter, a page at a time with a cursor,
+// or streams every match as NDJSON if the client accepts it.
+func (s *server) handleLogsIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Vary", "Accept")
+	stream := acceptsNDJSON(r.Header)
+	f, limit, err := parseListQuery(r.URL.Query(), stream)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if stream {
+		s.streamLogs(w, r, f, limit)
+		return
+	}
+
+	// One more than the page tells whether a next page exists.
+	f.Limit = limit + 1
+	entries, err := s.store.List(r.Context(), f)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	next := ""
+	if len(entries) > limit {
+		entries = entries[:limit]
+		next = trail.CursorOf(entries[limit-1]).String()
+	}
+
+	n := 0
+	for _, e := range entries {
+		n += len(e.Bytes) + 1
+	}
+	b := make([]byte, 0, n+len(next)+32)
+	b = append(b, `{"events":[`...)
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e.Bytes...) // verbatim: the bytes that were hashed
+	}
+	b = append(b, `],"next":`...)
+	if next == "" {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendQuote(b, next) // base64url: nothing to escape
+		q := r.URL.Query()
+		q.Set("cursor", next)
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
+	}
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+// streamLogs writes every record that matches f, one per line, paging
+// through the store by cursor and flushing each page. It ends when a page
+// comes back short (it has caught up with the newest match) or after limit
+// records if limit > 0. Once the first line is out, an error can no longer
+// become a problem, so the response is cut short instead: the client sees
+// a truncated stream, never a clean end.
+func (s *server) streamLogs(w http.ResponseWriter, r *http.Request, f *trail.Filter, limit int) {
+	ctx := r.Context()
+	rc := http.NewResponseController(w)
+	// The server sets no write deadline for the next request on this
+	// connection unless it has a WriteTimeout, so clear the per-page one.
+	defer rc.SetWriteDeadline(time.Time{})
+	started := false
+	sent := 0
+	var buf []byte
+	for {
+		f.Limit = streamPage
+		if limit > 0 {
+			f.Limit = min(streamPage, limit-sent)
+		}
+		entries, err := s.store.List(ctx, f)
+		if err != nil {
+			if !started {
+				s.error(w, r, err)
+				return
+			}
+			if ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "httpapi: stream: list", "request_id", requestID(ctx), "err", err)
+			}
+			panic(http.ErrAbortHandler)
+		}
+		if !started {
+			started = true
+			h := w.Header()
+			h.Set("Content-Type", "application/x-ndjson")
+			h.Set("Cache-Control", "no-cache")
+			w.WriteHeader(http.StatusOK)
+		}
+		buf = buf[:0]
+		for _, e := range entries {
+			buf = append(buf, e.Bytes...)
+			buf = append(buf, '\n')
+		}
+		// A slow reader gets a minute per page, whatever the server's
+		// WriteTimeout, so that long exports are possible and stuck
+		// clients are not kept forever.
+		_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		if _, err := w.Write(buf); err != nil {
+			return // the client is gone
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		sent += len(entries)
+		if len(entries) < f.Limit || (limit > 0 && sent >= limit) {
+			return
+		}
+		f.After = trail.CursorOf(entries[len(entries)-1])
+	}
+}
+
+// acceptsNDJSON reports whether the client prefers NDJSON to JSON.
+func acceptsNDJSON(h http.Header) bool {
+	var qJSON, qNDJSON float64 = -1, -1
+	for _, v := range h.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if qs, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(qs, 64); err != nil {
+					continue
+				}
+			}
+			switch {
+			case slices.Contains(ndjsonTypes, mt):
+				qNDJSON = max(qNDJSON, q)
+			case mt == "application/json" || mt == "application/*" || mt == "*/*":
+				qJSON = max(qJSON, q)
+			}
+		}
+	}
+	return qNDJSON > 0 && qNDJSON >= qJSON
+}
+
+// parseListQuery turns GET /logs's query into a filter and a page size (a
+// cap on the whole stream if stream, 0 meaning none). Errors are EINVALID
+// and name the parameter.
+func parseListQuery(q url.Values, stream bool) (*trail.Filter, int, error) {
+	if err := checkQuery(q, listParams...); err != nil {
+		return nil, 0, err
+	}
+
+	f := &trail.Filter{
+		Tenant:     q.Get("tenant"),
+		Actor:      q.Get("actor"),
+		ActorType:  q.Get("actor_type"),
+		Target:     q.Get("target"),
+		TargetType: q.Get("target_type"),
+		Source:     q.Get("source"),
+		Outcome:    q.Get("outcome"),
+	}
+	if err := f.SetAction(q.Get("action")); err != nil {
+		return nil, 0, err
+	}
+	switch f.Outcome {
+	case "", trail.OutcomeSuccess, trail.OutcomeFailure, trail.OutcomeUnknown:
+	default:
+		return nil, 0, trail.Errorf(trail.EINVALID, "parameter \"outcome\" must be success, failure or unknown, not %q", f.Outcome)
+	}
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, 0, trail.Errorf(trail.EINVALID, "parameter %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", p.name, v)
+		}
+		*p.t = t.UTC()
+	}
+	switch q.Get("order") {
+	case "", "desc":
+		f.Desc = true
+	case "asc":
+	default:
+		return nil, 0, trail.Errorf(trail.EINVALID, "parameter \"order\" must be asc or desc, not %q", q.Get("order"))
+	}
+	if c := q.Get("cursor"); c != "" {
+		cur, err := trail.ParseCursor(c)
+		if err != nil {
+			return nil, 0, err
+		}
+		f.After = cur
+	}
+
+	limit := defaultListLimit
+	if stream {
+		limit = 0
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case stream && (err != nil || n < 1):
+			return nil, 0, trail.Errorf(trail.EINVALID, "parameter \"limit\" must be a positive integer, not %q", v)
+		case !stream && (err != nil || n < 1 || n > maxListLimit):
+			return nil, 0, trail.Errorf(trail.EINVALID, "parameter \"limit\" must be an integer from 1 to %d, not %q", maxListLimit, v)
+		}
+		limit = n
+	}
+	return f, limit, nil
+}
