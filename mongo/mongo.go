@@ -351,6 +351,16 @@ func (s *Store) ready(ctx context.Context) error {
 	s.lmu.Lock()
 	lost := s.leaseLost
 	s.lmu.Unlock()
+	if !lost && !s.fenced && s.head != "" && !s.leaseOK() {
+		// The lease may have lapsed while this process was paused or
+		// MongoDB was away, and the renewer has not run since: only the
+		// log's document says whether another replica took the log over.
+		// Without this, Head would report a stale size of a lost log.
+		var err error
+		if lost, err = s.confirmLease(ctx); err != nil {
+			return err
+		}
+	}
 	if s.fenced || lost || s.head == "" {
 		if s.head != "" {
 			s.log.Warn("log fenced; claiming another", "log", s.head, "owner", s.owner)
@@ -638,6 +648,31 @@ func (s *Store) renew() {
 		}
 		s.lmu.Unlock()
 	}
+}
+
+// confirmLease renews the lease on the claimed log if this store still
+// owns it, and reports whether it was lost. The caller holds wmu.
+func (s *Store) confirmLease(ctx context.Context) (bool, error) {
+	until := s.cfg.Now().Add(s.cfg.LeaseTTL)
+	uctx, cancel := s.opContext(ctx)
+	res, err := s.updateLog(uctx,
+		bson.D{{Key: "_id", Value: s.head}, {Key: "owner", Value: s.owner}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: until}}}})
+	cancel()
+	if err != nil {
+		return false, s.wrap("renew lease on "+s.head, err)
+	}
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if res.MatchedCount == 0 {
+		s.leaseLost = true
+		s.log.Warn("lease lost to another replica", "log", s.head, "owner", s.owner)
+		return true, nil
+	}
+	if s.leaseLog == s.head && until.After(s.leaseUntil) {
+		s.leaseUntil = until
+	}
+	return false, nil
 }
 
 // leaseOK reports whether the lease is surely still ours: renewed, and not
