@@ -92,6 +92,7 @@ type Ingester struct {
 	carry       *request  // overflowed the last commit; leads the next
 	cpCh        chan checkpoint
 	cpDone      chan struct{}
+	idleDone    chan struct{} // closed when signIdleLogs has stopped
 }
 
 type request struct {
@@ -117,19 +118,25 @@ type checkpoint struct {
 func New(ctx context.Context, store trail.Store, cfg Config) (*Ingester, error) {
 	cfg.setDefaults()
 	in := &Ingester{
-		cfg:    cfg,
-		store:  store,
-		queue:  make(chan *request, cfg.QueueEvents),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		cpCh:   make(chan checkpoint, 1),
-		cpDone: make(chan struct{}),
+		cfg:      cfg,
+		store:    store,
+		queue:    make(chan *request, cfg.QueueEvents),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		cpCh:     make(chan checkpoint, 1),
+		cpDone:   make(chan struct{}),
+		idleDone: make(chan struct{}),
 	}
 	if err := in.load(ctx); err != nil {
 		return nil, err
 	}
 	go in.checkpointer()
 	go in.run()
+	if cfg.Signer != nil {
+		go in.signIdleLogs()
+	} else {
+		close(in.idleDone)
+	}
 	return in, nil
 }
 
@@ -339,9 +346,14 @@ func (in *Ingester) Close(ctx context.Context) error {
 	}
 	select {
 	case <-in.cpDone:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("ingest: close: final checkpoint: %w", ctx.Err())
+	}
+	select {
+	case <-in.idleDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ingest: close: %w", ctx.Err())
 	}
 }
 
