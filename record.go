@@ -55,7 +55,7 @@ type Prepared struct {
 	// ClientID is true when the producer chose the id. Only such ids can
 	// repeat, so only they need an idempotency lookup.
 	ClientID bool
-	body   []byte // recordBody's JSON, from '{'
+	body     []byte // Body's JSON, from '{'
 }
 
 // Prepare fixes an event's id (newID is called when the event has none), its

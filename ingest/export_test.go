@@ -8,3 +8,6 @@ func (in *Ingester) SetNoTree() { in.noTree = true }
 // SetNoSignOnClose makes Close skip the final checkpoint, leaving the log
 // as a crash would: records after the latest checkpoint.
 func (in *Ingester) SetNoSignOnClose() { in.noFinalSign = true }
+
+// Queued returns how many events are admitted and not yet answered.
+func (in *Ingester) Queued() int64 { return in.queued.Load() }

@@ -198,19 +198,19 @@ func TestQueueFull(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		go func() { _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); errs <- err }()
 	}
-	// Wait until the writer holds the first commit and the rest are queued.
-	deadline := time.Now().Add(5 * time.Second)
-	for e.store.appends.Load() == 0 && time.Now().Before(deadline) {
+	// Wait until the writer holds a commit and all four are admitted: only
+	// then must a fifth be refused (an admitted one would wait forever).
+	deadline := time.Now().Add(10 * time.Second)
+	for (e.store.appends.Load() == 0 || e.ing.Queued() < 4) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	var full error
-	for time.Now().Before(deadline) {
-		_, full = e.ing.Submit(ctx, []*trail.Event{event(t, "", 99)})
-		if full != nil {
-			break
-		}
+	if got := e.ing.Queued(); got != 4 {
+		close(e.store.hold)
+		t.Fatalf("queued: got %d, want 4", got)
 	}
+	_, full := e.ing.Submit(ctx, []*trail.Event{event(t, "", 99)})
 	if trail.ErrorCode(full) != trail.EUNAVAILABLE || !strings.Contains(full.Error(), "queue is full") {
+		close(e.store.hold)
 		t.Fatalf("got %v, want EUNAVAILABLE: queue is full", full)
 	}
 	close(e.store.hold)
