@@ -39,7 +39,8 @@ type Config struct {
 	// fixed when the file is created.
 	Log string
 
-	// CacheKiB is the page cache of each connection in KiB; default 65536.
+	// CacheKiB is the page cache of the write connection in KiB; the read
+	// connections share as much again. Default 65536.
 	CacheKiB int
 }
 
@@ -195,7 +196,7 @@ func Open(cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
 	}
-	n := max(4, 2*runtime.GOMAXPROCS(0))
+	n := readConns()
 	s.rdb.SetMaxOpenConns(n)
 	s.rdb.SetMaxIdleConns(n)
 	if err := s.rdb.PingContext(ctx); err != nil {
@@ -205,12 +206,21 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// readConns is the size of the read pool.
+func readConns() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
 // dsn returns the driver's data source name for the write connection or a
 // read connection.
 func dsn(cfg Config, read bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cfg.CacheKiB))
+	cache := cfg.CacheKiB
+	if read {
+		// Readers share the OS page cache; the writer's index pages are
+		// the ones worth keeping hot. This bounds memory to 2x CacheKiB.
+		cache = max(cfg.CacheKiB/(2*readConns()), 2048)
+	}
+	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cache))
 	q.Add("_pragma", "recursive_triggers(ON)")
 	q.Add("_pragma", "temp_store(MEMORY)")
 	if read {
