@@ -46,6 +46,17 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 	return c, nil
 }
 
+// ParseNote parses the checkpoint in a signed note: the text before the
+// blank line that starts the signatures. It does not check a signature
+// (merkle.Open does); it is for a server reading back notes it stored.
+func ParseNote(note []byte) (Checkpoint, error) {
+	i := bytes.Index(note, []byte("\n\n"))
+	if i < 0 {
+		return Checkpoint{}, fmt.Errorf("checkpoint: the note has no signature block")
+	}
+	return ParseCheckpoint(note[:i+1])
+}
+
 // Result is the outcome of one accepted ingest request.
 type Result struct {
 	Receipts []Receipt

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/trail-audit/trail"
-	"golang.org/x/mod/sumdb/note"
+	"github.com/trail-audit/trail/merkle"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -17,15 +17,7 @@ var ErrProof = errors.New("trail client: proof does not verify")
 // OpenCheckpoint verifies a signed checkpoint (a note) with the verifier
 // key and returns its body.
 func OpenCheckpoint(noteText []byte, verifierKey string) (trail.Checkpoint, error) {
-	v, err := note.NewVerifier(verifierKey)
-	if err != nil {
-		return trail.Checkpoint{}, fmt.Errorf("trail client: verifier key: %w", err)
-	}
-	n, err := note.Open(noteText, note.VerifierList(v))
-	if err != nil {
-		return trail.Checkpoint{}, fmt.Errorf("trail client: checkpoint signature: %w", err)
-	}
-	return trail.ParseCheckpoint([]byte(n.Text))
+	return merkle.Open(noteText, verifierKey)
 }
 
 // Verify checks the proof's signed checkpoint with the verifier key, then

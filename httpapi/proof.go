@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -243,27 +242,16 @@ func (s *server) latest(ctx context.Context, log string) ([]byte, trail.Checkpoi
 	} else if err != nil {
 		return nil, trail.Checkpoint{}, fmt.Errorf("httpapi: latest checkpoint of %s: %w", log, err)
 	}
-	cp, err := parseNote(note)
+	cp, err := trail.ParseNote(note)
 	if err != nil {
 		return nil, trail.Checkpoint{}, fmt.Errorf("httpapi: latest checkpoint of %s: %w", log, err)
 	}
 	return note, cp, nil
 }
 
-// parseNote parses the checkpoint in a signed note: the text before the
-// blank line that starts the signatures. The signature is the client's to
-// check; the server only needs the size.
-func parseNote(note []byte) (trail.Checkpoint, error) {
-	i := bytes.Index(note, []byte("\n\n"))
-	if i < 0 {
-		return trail.Checkpoint{}, fmt.Errorf("checkpoint note has no signature block")
-	}
-	return trail.ParseCheckpoint(note[:i+1])
-}
-
 // checkNoteSize checks that a stored note is of the size it is filed under.
 func checkNoteSize(note []byte, size int64) error {
-	cp, err := parseNote(note)
+	cp, err := trail.ParseNote(note)
 	if err == nil && cp.Size != size {
 		err = fmt.Errorf("the note has size %d", cp.Size)
 	}

@@ -54,7 +54,7 @@ func (in *Ingester) signIdle(ctx context.Context, seen map[string]int64) {
 			continue
 		}
 		if note != nil {
-			cp, err := trail.ParseCheckpoint(noteText(note))
+			cp, err := trail.ParseNote(note)
 			if err != nil || cp.Size >= h.Size {
 				continue
 			}

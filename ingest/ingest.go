@@ -165,7 +165,7 @@ func (in *Ingester) load(ctx context.Context) error {
 	}
 	if note != nil {
 		in.latest.Store(&note)
-		cp, _ := trail.ParseCheckpoint(noteText(note))
+		cp, _ := trail.ParseNote(note)
 		in.signedAt = cp.Size
 	}
 	return nil
@@ -355,14 +355,4 @@ func (in *Ingester) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("ingest: close: %w", ctx.Err())
 	}
-}
-
-// noteText returns the text of a signed note, before its signatures.
-func noteText(msg []byte) []byte {
-	for i := 0; i+1 < len(msg); i++ {
-		if msg[i] == '\n' && msg[i+1] == '\n' {
-			return msg[:i+1]
-		}
-	}
-	return msg
 }

@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,80 +19,10 @@ import (
 	"github.com/trail-audit/trail/sqlite"
 )
 
-// lineWaiter is an io.Writer that remembers everything written and lets a
-// test wait for a line with a prefix.
-type lineWaiter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *lineWaiter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(b)
-}
-
-func (w *lineWaiter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
-// wait returns the rest of the first line that starts with prefix.
-func (w *lineWaiter) wait(t *testing.T, prefix string) string {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(w.String(), "\n") {
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				return strings.TrimSpace(rest)
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no line %q within 30s; output:\n%s", prefix, w.String())
-	return ""
-}
-
-// inProcess is a trail serve running inside the test, stopped gracefully.
-type inProcess struct {
-	URL    string
-	stop   context.CancelFunc
-	done   chan int
-	stderr *lineWaiter
-}
-
-// serveInProcess runs trail serve with args on a free loopback port.
-func serveInProcess(t *testing.T, args ...string) *inProcess {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out, errw := &lineWaiter{}, &lineWaiter{}
-	p := &inProcess{stop: cancel, done: make(chan int, 1), stderr: errw}
-	go func() {
-		p.done <- Main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "text"}, args...), nil, out, errw)
-	}()
-	p.URL = out.wait(t, "listening on ")
-	t.Cleanup(func() { p.Stop(t) })
-	return p
-}
-
-// Stop shuts the server down gracefully and checks that it exited 0.
-func (p *inProcess) Stop(t *testing.T) {
-	if p.stop == nil {
-		return
-	}
-	p.stop()
-	p.stop = nil
-	if code := <-p.done; code != 0 {
-		t.Errorf("trail serve exited %d; stderr:\n%s", code, p.stderr.String())
-	}
-}
-
-// runCLI runs trail with args and returns its exit code and output.
+// runCLI runs trail in process and returns its exit code and all output.
 func runCLI(args ...string) (int, string) {
-	var out bytes.Buffer
-	code := Main(context.Background(), args, nil, &out, &out)
-	return code, out.String()
+	code, out, errOut := runMain(context.Background(), "", args...)
+	return code, out + errOut
 }
 
 func postEvents(t *testing.T, url string, n, from int) {
@@ -163,11 +93,13 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			srv := serveInProcess(t, "--data", dir, "--checkpoint-interval", "50ms")
+			srv := MustStartServe(t, dir, "--checkpoint-interval", "50ms")
 			postEvents(t, srv.URL, n, 0)
-			srv.Stop(t) // a final checkpoint covers all n
+			if code := srv.Stop(t, syscall.SIGTERM); code != 0 { // a final checkpoint covers all n
+				t.Fatalf("trail serve exited %d", code)
+			}
 			tamper(t, dir, tt.sql...)
-			srv = serveInProcess(t, "--data", dir, "--checkpoint-interval", "50ms")
+			srv = MustStartServe(t, dir, "--checkpoint-interval", "50ms")
 			state := filepath.Join(t.TempDir(), "state.json")
 			code, out := runCLI("verify", "--url", srv.URL, "--key-file", filepath.Join(dir, "trail.key"), "--state", state, "--wait", "1s")
 			if tt.want == "" {
@@ -202,7 +134,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 // ever cover it, and the server refuses writes when it meets it.
 func TestForgedAppend(t *testing.T) {
 	dir := t.TempDir()
-	srv := serveInProcess(t, "--data", dir, "--checkpoint-interval", "50ms")
+	srv := MustStartServe(t, dir, "--checkpoint-interval", "50ms")
 	postEvents(t, srv.URL, 10, 0)
 	time.Sleep(200 * time.Millisecond) // let a checkpoint cover the 10
 
