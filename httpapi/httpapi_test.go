@@ -26,7 +26,9 @@ import (
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
+	"github.com/trail-audit/trail/internal/testmongo"
 	"github.com/trail-audit/trail/merkle"
+	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -37,6 +39,7 @@ var _ httpapi.Checkpoints = (*ingest.Ingester)(nil)
 
 // serverConfig varies the test server.
 type serverConfig struct {
+	backend   string // "sqlite" (default) or "mongo"
 	limits    trail.Limits
 	interval  time.Duration                 // checkpoint interval (default 5ms)
 	noSigning bool                          // no signer and no Checkpoints
@@ -48,7 +51,8 @@ type serverConfig struct {
 // an ingester with a real signing key, and the handler in httptest.
 type testServer struct {
 	*httptest.Server
-	store *sqlite.Store
+	store trail.Store
+	path  string // the SQLite file, with the sqlite backend
 	ing   *ingest.Ingester
 	vkey  string
 	log   string
@@ -58,15 +62,26 @@ type testServer struct {
 func MustOpenServer(tb testing.TB, cfg serverConfig) *testServer {
 	tb.Helper()
 	dir := tb.TempDir()
-	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
-	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
+	ts := &testServer{}
+	var st trail.Store
+	var err error
+	switch cfg.backend {
+	case "", "sqlite":
+		ts.path = filepath.Join(dir, "trail.db")
+		st, err = sqlite.Open(sqlite.Config{Path: ts.path, Log: "main"})
+	case "mongo":
+		st, err = mongo.Open(context.Background(), mongo.Config{URI: testmongo.DatabaseURI(tb), Logger: slog.New(slog.DiscardHandler)})
+	default:
+		tb.Fatalf("unknown backend %q", cfg.backend)
 	}
+	if err != nil {
+		tb.Fatalf("open %s store: %v", cfg.backend, err)
+	}
+	ts.store = st
 	icfg := ingest.Config{CheckpointInterval: cfg.interval, Origin: "trail.test"}
 	if icfg.CheckpointInterval == 0 {
 		icfg.CheckpointInterval = 5 * time.Millisecond
 	}
-	ts := &testServer{store: st}
 	if !cfg.noSigning {
 		signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
 		if err != nil {
@@ -102,6 +117,16 @@ func MustOpenServer(tb testing.TB, cfg serverConfig) *testServer {
 		}
 	})
 	return ts
+}
+
+// backends are the stores the HTTP behaviour must be the same on.
+var backends = []string{"sqlite", "mongo"}
+
+// forEachBackend runs f as a subtest on each backend.
+func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) { f(t, b) })
+	}
 }
 
 // response is a read HTTP response.
@@ -217,122 +242,126 @@ type receiptsBody struct {
 }
 
 func TestPostContentTypes(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{})
-	for _, tt := range []struct {
-		name, contentType, body string
-		want                    int // receipts; 0: a single receipt object
-	}{
-		{"object", "application/json", eventJSON("", 1), 0},
-		{"object with charset", "application/json; charset=utf-8", eventJSON("", 2), 0},
-		{"legacy object", "application/json", `{"user_id":"u1","event_type":"User.Login","timestamp":"2024-01-02T03:04:05Z","src_service":"auth","invariant_data":{"a":1},"app_data":{"b":2}}`, 0},
-		{"array", "application/json", batchJSON(10, 3), 3},
-		{"array of one", "application/json", "[" + eventJSON("", 20) + "]", 1},
-		{"ndjson", "application/x-ndjson", eventJSON("", 30) + "\n" + eventJSON("", 31) + "\n", 2},
-		{"ndjson without final newline, blank lines", "application/x-ndjson", "\n" + eventJSON("", 40) + "\n\n" + eventJSON("", 41), 2},
-		{"ndjson of one", "application/x-ndjson", eventJSON("", 50), 1},
-		{"application/ndjson", "application/ndjson", eventJSON("", 60) + "\n", 1},
-		{"application/jsonl", "application/jsonl", eventJSON("", 70) + "\n" + eventJSON("", 71) + "\n", 2},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			before := ts.size(t)
-			r := ts.do(t, "POST", "/logs", tt.body, "Content-Type", tt.contentType)
-			r.wantStatus(t, http.StatusCreated)
-			if ct := r.header.Get("Content-Type"); ct != "application/json" {
-				t.Fatalf("Content-Type: got %q, want application/json", ct)
-			}
-			var receipts []trail.Receipt
-			if tt.want == 0 {
-				var rc trail.Receipt
-				if err := json.Unmarshal(r.body, &rc); err != nil {
-					t.Fatalf("receipt %s: %v", r.body, err)
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ts := MustOpenServer(t, serverConfig{backend: backend})
+		for _, tt := range []struct {
+			name, contentType, body string
+			want                    int // receipts; 0: a single receipt object
+		}{
+			{"object", "application/json", eventJSON("", 1), 0},
+			{"object with charset", "application/json; charset=utf-8", eventJSON("", 2), 0},
+			{"legacy object", "application/json", `{"user_id":"u1","event_type":"User.Login","timestamp":"2024-01-02T03:04:05Z","src_service":"auth","invariant_data":{"a":1},"app_data":{"b":2}}`, 0},
+			{"array", "application/json", batchJSON(10, 3), 3},
+			{"array of one", "application/json", "[" + eventJSON("", 20) + "]", 1},
+			{"ndjson", "application/x-ndjson", eventJSON("", 30) + "\n" + eventJSON("", 31) + "\n", 2},
+			{"ndjson without final newline, blank lines", "application/x-ndjson", "\n" + eventJSON("", 40) + "\n\n" + eventJSON("", 41), 2},
+			{"ndjson of one", "application/x-ndjson", eventJSON("", 50), 1},
+			{"application/ndjson", "application/ndjson", eventJSON("", 60) + "\n", 1},
+			{"application/jsonl", "application/jsonl", eventJSON("", 70) + "\n" + eventJSON("", 71) + "\n", 2},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				before := ts.size(t)
+				r := ts.do(t, "POST", "/logs", tt.body, "Content-Type", tt.contentType)
+				r.wantStatus(t, http.StatusCreated)
+				if ct := r.header.Get("Content-Type"); ct != "application/json" {
+					t.Fatalf("Content-Type: got %q, want application/json", ct)
 				}
-				if got, want := r.header.Get("Location"), "/logs/"+rc.ID; got != want {
-					t.Fatalf("Location: got %q, want %q", got, want)
+				var receipts []trail.Receipt
+				if tt.want == 0 {
+					var rc trail.Receipt
+					if err := json.Unmarshal(r.body, &rc); err != nil {
+						t.Fatalf("receipt %s: %v", r.body, err)
+					}
+					if got, want := r.header.Get("Location"), "/logs/"+rc.ID; got != want {
+						t.Fatalf("Location: got %q, want %q", got, want)
+					}
+					receipts = []trail.Receipt{rc}
+				} else {
+					var rb receiptsBody
+					if err := json.Unmarshal(r.body, &rb); err != nil {
+						t.Fatalf("receipts %s: %v", r.body, err)
+					}
+					if len(rb.Receipts) != tt.want {
+						t.Fatalf("receipts: got %d, want %d", len(rb.Receipts), tt.want)
+					}
+					if loc := r.header.Get("Location"); loc != "" {
+						t.Fatalf("Location on a batch: got %q, want none", loc)
+					}
+					receipts = rb.Receipts
 				}
-				receipts = []trail.Receipt{rc}
-			} else {
-				var rb receiptsBody
-				if err := json.Unmarshal(r.body, &rb); err != nil {
-					t.Fatalf("receipts %s: %v", r.body, err)
+				for i, rc := range receipts {
+					if rc.ID == "" || rc.Log != ts.log || rc.Seq != before+int64(i) || rc.ReceivedAt.IsZero() {
+						t.Fatalf("receipt %d: got %+v, want id, log %q, seq %d and received_at", i, rc, ts.log, before+int64(i))
+					}
+					e, err := ts.store.Get(context.Background(), rc.ID)
+					if err != nil {
+						t.Fatalf("stored record %s: %v", rc.ID, err)
+					}
+					if got, want := rc.LeafHash, tlog.RecordHash(e.Bytes); got != want {
+						t.Fatalf("leaf_hash: got %v, want %v", got, want)
+					}
 				}
-				if len(rb.Receipts) != tt.want {
-					t.Fatalf("receipts: got %d, want %d", len(rb.Receipts), tt.want)
+				if got, want := ts.size(t), before+int64(len(receipts)); got != want {
+					t.Fatalf("records: got %d, want %d", got, want)
 				}
-				if loc := r.header.Get("Location"); loc != "" {
-					t.Fatalf("Location on a batch: got %q, want none", loc)
-				}
-				receipts = rb.Receipts
-			}
-			for i, rc := range receipts {
-				if rc.ID == "" || rc.Log != ts.log || rc.Seq != before+int64(i) || rc.ReceivedAt.IsZero() {
-					t.Fatalf("receipt %d: got %+v, want id, log %q, seq %d and received_at", i, rc, ts.log, before+int64(i))
-				}
-				e, err := ts.store.Get(context.Background(), rc.ID)
-				if err != nil {
-					t.Fatalf("stored record %s: %v", rc.ID, err)
-				}
-				if got, want := rc.LeafHash, tlog.RecordHash(e.Bytes); got != want {
-					t.Fatalf("leaf_hash: got %v, want %v", got, want)
-				}
-			}
-			if got, want := ts.size(t), before+int64(len(receipts)); got != want {
-				t.Fatalf("records: got %d, want %d", got, want)
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 func TestPostIdempotency(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{})
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ts := MustOpenServer(t, serverConfig{backend: backend})
 
-	first := ts.post(t, eventJSON("evt-1", 1))
-	first.wantStatus(t, http.StatusCreated)
-	var rc trail.Receipt
-	if err := json.Unmarshal(first.body, &rc); err != nil {
-		t.Fatal(err)
-	}
+		first := ts.post(t, eventJSON("evt-1", 1))
+		first.wantStatus(t, http.StatusCreated)
+		var rc trail.Receipt
+		if err := json.Unmarshal(first.body, &rc); err != nil {
+			t.Fatal(err)
+		}
 
-	replay := ts.post(t, eventJSON("evt-1", 1))
-	replay.wantStatus(t, http.StatusOK)
-	if !bytes.Equal(replay.body, first.body) {
-		t.Fatalf("replay receipt: got %s, want the original %s", replay.body, first.body)
-	}
-	if got, want := replay.header.Get("Location"), "/logs/evt-1"; got != want {
-		t.Fatalf("replay Location: got %q, want %q", got, want)
-	}
+		replay := ts.post(t, eventJSON("evt-1", 1))
+		replay.wantStatus(t, http.StatusOK)
+		if !bytes.Equal(replay.body, first.body) {
+			t.Fatalf("replay receipt: got %s, want the original %s", replay.body, first.body)
+		}
+		if got, want := replay.header.Get("Location"), "/logs/evt-1"; got != want {
+			t.Fatalf("replay Location: got %q, want %q", got, want)
+		}
 
-	p := ts.post(t, eventJSON("evt-1", 2)).problem(t, http.StatusConflict)
-	if !strings.Contains(p.Detail, "evt-1") || p.Code != trail.ECONFLICT {
-		t.Fatalf("conflict: got %+v, want code conflict and a detail naming evt-1", p)
-	}
+		p := ts.post(t, eventJSON("evt-1", 2)).problem(t, http.StatusConflict)
+		if !strings.Contains(p.Detail, "evt-1") || p.Code != trail.ECONFLICT {
+			t.Fatalf("conflict: got %+v, want code conflict and a detail naming evt-1", p)
+		}
 
-	// A batch of replays only is 200; one new event makes it 201, with the
-	// replayed receipt unchanged.
-	ts.post(t, "["+eventJSON("evt-2", 3)+","+eventJSON("evt-3", 4)+"]").wantStatus(t, http.StatusCreated)
-	r := ts.do(t, "POST", "/logs", eventJSON("evt-2", 3)+"\n"+eventJSON("evt-3", 4)+"\n", "Content-Type", "application/x-ndjson")
-	r.wantStatus(t, http.StatusOK)
-	r = ts.post(t, "["+eventJSON("evt-1", 1)+","+eventJSON("evt-4", 5)+"]")
-	r.wantStatus(t, http.StatusCreated)
-	var rb receiptsBody
-	if err := json.Unmarshal(r.body, &rb); err != nil {
-		t.Fatal(err)
-	}
-	if len(rb.Receipts) != 2 || !receiptEqual(rb.Receipts[0], rc) || rb.Receipts[1].ID != "evt-4" {
-		t.Fatalf("mixed batch receipts: got %+v, want evt-1's original %+v, then evt-4", rb.Receipts, rc)
-	}
+		// A batch of replays only is 200; one new event makes it 201, with the
+		// replayed receipt unchanged.
+		ts.post(t, "["+eventJSON("evt-2", 3)+","+eventJSON("evt-3", 4)+"]").wantStatus(t, http.StatusCreated)
+		r := ts.do(t, "POST", "/logs", eventJSON("evt-2", 3)+"\n"+eventJSON("evt-3", 4)+"\n", "Content-Type", "application/x-ndjson")
+		r.wantStatus(t, http.StatusOK)
+		r = ts.post(t, "["+eventJSON("evt-1", 1)+","+eventJSON("evt-4", 5)+"]")
+		r.wantStatus(t, http.StatusCreated)
+		var rb receiptsBody
+		if err := json.Unmarshal(r.body, &rb); err != nil {
+			t.Fatal(err)
+		}
+		if len(rb.Receipts) != 2 || !receiptEqual(rb.Receipts[0], rc) || rb.Receipts[1].ID != "evt-4" {
+			t.Fatalf("mixed batch receipts: got %+v, want evt-1's original %+v, then evt-4", rb.Receipts, rc)
+		}
 
-	// A batch with one conflicting id stores nothing.
-	before := ts.size(t)
-	p = ts.post(t, "["+eventJSON("evt-5", 6)+","+eventJSON("evt-2", 99)+"]").problem(t, http.StatusConflict)
-	if !strings.Contains(p.Detail, "evt-2") {
-		t.Fatalf("conflict detail: got %q, want it to name evt-2", p.Detail)
-	}
-	if got := ts.size(t); got != before {
-		t.Fatalf("records after a refused batch: got %d, want %d", got, before)
-	}
-	if got, want := ts.size(t), int64(4); got != want {
-		t.Fatalf("records: got %d, want %d (each id once)", got, want)
-	}
+		// A batch with one conflicting id stores nothing.
+		before := ts.size(t)
+		p = ts.post(t, "["+eventJSON("evt-5", 6)+","+eventJSON("evt-2", 99)+"]").problem(t, http.StatusConflict)
+		if !strings.Contains(p.Detail, "evt-2") {
+			t.Fatalf("conflict detail: got %q, want it to name evt-2", p.Detail)
+		}
+		if got := ts.size(t); got != before {
+			t.Fatalf("records after a refused batch: got %d, want %d", got, before)
+		}
+		if got, want := ts.size(t), int64(4); got != want {
+			t.Fatalf("records: got %d, want %d (each id once)", got, want)
+		}
+	})
 }
 
 func receiptEqual(a, b trail.Receipt) bool {
@@ -340,150 +369,154 @@ func receiptEqual(a, b trail.Receipt) bool {
 }
 
 func TestPostBadInput(t *testing.T) {
-	lim := trail.Limits{MaxEventBytes: 1024, MaxRequestBytes: 8192, MaxBatchEvents: 5}
-	ts := MustOpenServer(t, serverConfig{limits: lim})
-	ts.post(t, eventJSON("taken", 0)).wantStatus(t, http.StatusCreated)
+	forEachBackend(t, func(t *testing.T, backend string) {
+		lim := trail.Limits{MaxEventBytes: 1024, MaxRequestBytes: 8192, MaxBatchEvents: 5}
+		ts := MustOpenServer(t, serverConfig{backend: backend, limits: lim})
+		ts.post(t, eventJSON("taken", 0)).wantStatus(t, http.StatusCreated)
 
-	const (
-		jsonCT   = "application/json"
-		ndjsonCT = "application/x-ndjson"
-	)
-	valid := eventJSON("", 1)
-	noAction := `{"actor":{"id":"u"},"source":{"service":"s"}}`
-	big := `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"data":{"pad":"` + strings.Repeat("x", 1100) + `"}}`
-	lines := func(events ...string) string { return strings.Join(events, "\n") + "\n" }
-	array := func(events ...string) string { return "[" + strings.Join(events, ",") + "]" }
+		const (
+			jsonCT   = "application/json"
+			ndjsonCT = "application/x-ndjson"
+		)
+		valid := eventJSON("", 1)
+		noAction := `{"actor":{"id":"u"},"source":{"service":"s"}}`
+		big := `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"data":{"pad":"` + strings.Repeat("x", 1100) + `"}}`
+		lines := func(events ...string) string { return strings.Join(events, "\n") + "\n" }
+		array := func(events ...string) string { return "[" + strings.Join(events, ",") + "]" }
 
-	for _, tt := range []struct {
-		name        string
-		contentType string
-		header      []string
-		body        string
-		status      int
-		detail      string // substring of the detail
-		item        int    // index of the bad item in "errors"; -1: no errors member
-	}{
-		{"malformed JSON", jsonCT, nil, `{"action":`, 400, "malformed JSON", -1},
-		{"malformed JSON array", jsonCT, nil, `[{"action":"a.b"},`, 400, "malformed JSON", -1},
-		{"trailing data", jsonCT, nil, valid + valid, 400, "unexpected data after the event", -1},
-		{"not an object", jsonCT, nil, `"hello"`, 400, "must be a JSON object", -1},
-		{"empty body", jsonCT, nil, "", 400, "request body is empty", -1},
-		{"wrong content type", "text/plain", nil, valid, 415, `"text/plain" is not supported`, -1},
-		{"form content type", "application/x-www-form-urlencoded", nil, valid, 415, "not supported", -1},
-		{"no content type", "", nil, valid, 415, "Content-Type is missing", -1},
-		{"latin1 charset", "application/json; charset=iso-8859-1", nil, valid, 415, `charset "iso-8859-1"`, -1},
-		{"gzip body", jsonCT, []string{"Content-Encoding", "gzip"}, valid, 415, `Content-Encoding "gzip"`, -1},
-		{"unknown top-level field", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"colour":"red"}`, 400, `unknown field "colour"`, -1},
-		{"missing action", jsonCT, nil, noAction, 400, `"action" is required`, -1},
-		{"missing actor.id", jsonCT, nil, `{"action":"a.b","actor":{"type":"user"},"source":{"service":"s"}}`, 400, `"actor.id" is required`, -1},
-		{"missing source.service", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"}}`, 400, `"source.service" is required`, -1},
-		{"bad time", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"time":"yesterday"}`, 400, `"time" must be an RFC 3339 time`, -1},
-		{"bad legacy timestamp", jsonCT, nil, `{"event_type":"a.b","user_id":"u","src_service":"s","timestamp":"2024-13-01"}`, 400, `"timestamp" must be an RFC 3339 time`, -1},
-		{"non-object data", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"data":[1,2]}`, 400, `"data" must be a JSON object`, -1},
-		{"bad id", jsonCT, nil, `{"id":"a b","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`, 400, `"id" may hold only`, -1},
-		{"conflicting id", jsonCT, nil, eventJSON("taken", 1), 409, `"taken"`, -1},
-		{"invalid UTF-8", jsonCT, nil, "{\"action\":\"a.b\",\"actor\":{\"id\":\"u\xff\"},\"source\":{\"service\":\"s\"}}", 400, "UTF-8", -1},
-		{"invalid UTF-8 in a batch", jsonCT, nil, "[{\"action\":\"a.b\",\"actor\":{\"id\":\"u\xfe\"},\"source\":{\"service\":\"s\"}}]", 400, "UTF-8", -1},
-		{"invalid UTF-8 in NDJSON", ndjsonCT, nil, lines(valid, "{\"action\":\"a.b\",\"actor\":{\"id\":\"\xc3\x28\"},\"source\":{\"service\":\"s\"}}"), 400, "item 1: event is not valid UTF-8", 1},
-		{"body over limit", jsonCT, nil, array(big[:1000]+`"}}`, strings.Repeat(" ", 8000)), 413, "limit of 8192 bytes", -1},
-		{"event over limit", jsonCT, nil, big, 413, "the limit is 1024", -1},
-		{"event over limit in a batch", jsonCT, nil, array(valid, big), 413, "item 1: event is", 1},
-		{"event over limit in NDJSON", ndjsonCT, nil, lines(big, valid), 413, "item 0: event is", 0},
-		{"batch over item limit", jsonCT, nil, array(valid, valid, valid, valid, valid, valid), 413, "batch has 6 events; the limit is 5", -1},
-		{"NDJSON over item limit", ndjsonCT, nil, lines(valid, valid, valid, valid, valid, valid), 413, "the limit is 5", -1},
-		{"empty batch", jsonCT, nil, "[]", 400, "batch is empty", -1},
-		{"empty NDJSON", ndjsonCT, nil, "\n\n", 400, "request body is empty", -1},
-		{"batch with one bad item", jsonCT, nil, array(valid, eventJSON("", 2), noAction, eventJSON("", 3)), 400, `item 2: field "action" is required`, 2},
-		{"NDJSON with one bad line", ndjsonCT, nil, lines(valid, `{"action":"a.b"`, eventJSON("", 2)), 400, "item 1: malformed JSON", 1},
-		{"batch repeating an id", jsonCT, nil, array(eventJSON("dup", 1), eventJSON("dup", 2)), 400, `item 1: id "dup" repeats the id of item 0`, 1},
-		{"batch item not an object", jsonCT, nil, array(valid, "42"), 400, "item 1: event must be a JSON object", 1},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			before := ts.size(t)
-			header := append([]string{"Content-Type", tt.contentType}, tt.header...)
-			if tt.contentType == "" {
-				header = tt.header
-			}
-			p := ts.do(t, "POST", "/logs", tt.body, header...).problem(t, tt.status)
-			if !strings.Contains(p.Detail, tt.detail) {
-				t.Fatalf("detail: got %q, want it to contain %q", p.Detail, tt.detail)
-			}
-			if p.Instance != "/logs" {
-				t.Fatalf("instance: got %q, want /logs", p.Instance)
-			}
-			switch {
-			case tt.item < 0 && len(p.Errors) != 0:
-				t.Fatalf("errors: got %+v, want none", p.Errors)
-			case tt.item >= 0 && (len(p.Errors) != 1 || p.Errors[0].Index != tt.item || p.Errors[0].Reason == ""):
-				t.Fatalf("errors: got %+v, want one naming item %d", p.Errors, tt.item)
-			}
-			if got := ts.size(t); got != before {
-				t.Fatalf("records after a rejected request: got %d, want %d", got, before)
-			}
-		})
-	}
+		for _, tt := range []struct {
+			name        string
+			contentType string
+			header      []string
+			body        string
+			status      int
+			detail      string // substring of the detail
+			item        int    // index of the bad item in "errors"; -1: no errors member
+		}{
+			{"malformed JSON", jsonCT, nil, `{"action":`, 400, "malformed JSON", -1},
+			{"malformed JSON array", jsonCT, nil, `[{"action":"a.b"},`, 400, "malformed JSON", -1},
+			{"trailing data", jsonCT, nil, valid + valid, 400, "unexpected data after the event", -1},
+			{"not an object", jsonCT, nil, `"hello"`, 400, "must be a JSON object", -1},
+			{"empty body", jsonCT, nil, "", 400, "request body is empty", -1},
+			{"wrong content type", "text/plain", nil, valid, 415, `"text/plain" is not supported`, -1},
+			{"form content type", "application/x-www-form-urlencoded", nil, valid, 415, "not supported", -1},
+			{"no content type", "", nil, valid, 415, "Content-Type is missing", -1},
+			{"latin1 charset", "application/json; charset=iso-8859-1", nil, valid, 415, `charset "iso-8859-1"`, -1},
+			{"gzip body", jsonCT, []string{"Content-Encoding", "gzip"}, valid, 415, `Content-Encoding "gzip"`, -1},
+			{"unknown top-level field", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"colour":"red"}`, 400, `unknown field "colour"`, -1},
+			{"missing action", jsonCT, nil, noAction, 400, `"action" is required`, -1},
+			{"missing actor.id", jsonCT, nil, `{"action":"a.b","actor":{"type":"user"},"source":{"service":"s"}}`, 400, `"actor.id" is required`, -1},
+			{"missing source.service", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"}}`, 400, `"source.service" is required`, -1},
+			{"bad time", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"time":"yesterday"}`, 400, `"time" must be an RFC 3339 time`, -1},
+			{"bad legacy timestamp", jsonCT, nil, `{"event_type":"a.b","user_id":"u","src_service":"s","timestamp":"2024-13-01"}`, 400, `"timestamp" must be an RFC 3339 time`, -1},
+			{"non-object data", jsonCT, nil, `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"data":[1,2]}`, 400, `"data" must be a JSON object`, -1},
+			{"bad id", jsonCT, nil, `{"id":"a b","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`, 400, `"id" may hold only`, -1},
+			{"conflicting id", jsonCT, nil, eventJSON("taken", 1), 409, `"taken"`, -1},
+			{"invalid UTF-8", jsonCT, nil, "{\"action\":\"a.b\",\"actor\":{\"id\":\"u\xff\"},\"source\":{\"service\":\"s\"}}", 400, "UTF-8", -1},
+			{"invalid UTF-8 in a batch", jsonCT, nil, "[{\"action\":\"a.b\",\"actor\":{\"id\":\"u\xfe\"},\"source\":{\"service\":\"s\"}}]", 400, "UTF-8", -1},
+			{"invalid UTF-8 in NDJSON", ndjsonCT, nil, lines(valid, "{\"action\":\"a.b\",\"actor\":{\"id\":\"\xc3\x28\"},\"source\":{\"service\":\"s\"}}"), 400, "item 1: event is not valid UTF-8", 1},
+			{"body over limit", jsonCT, nil, array(big[:1000]+`"}}`, strings.Repeat(" ", 8000)), 413, "limit of 8192 bytes", -1},
+			{"event over limit", jsonCT, nil, big, 413, "the limit is 1024", -1},
+			{"event over limit in a batch", jsonCT, nil, array(valid, big), 413, "item 1: event is", 1},
+			{"event over limit in NDJSON", ndjsonCT, nil, lines(big, valid), 413, "item 0: event is", 0},
+			{"batch over item limit", jsonCT, nil, array(valid, valid, valid, valid, valid, valid), 413, "batch has 6 events; the limit is 5", -1},
+			{"NDJSON over item limit", ndjsonCT, nil, lines(valid, valid, valid, valid, valid, valid), 413, "the limit is 5", -1},
+			{"empty batch", jsonCT, nil, "[]", 400, "batch is empty", -1},
+			{"empty NDJSON", ndjsonCT, nil, "\n\n", 400, "request body is empty", -1},
+			{"batch with one bad item", jsonCT, nil, array(valid, eventJSON("", 2), noAction, eventJSON("", 3)), 400, `item 2: field "action" is required`, 2},
+			{"NDJSON with one bad line", ndjsonCT, nil, lines(valid, `{"action":"a.b"`, eventJSON("", 2)), 400, "item 1: malformed JSON", 1},
+			{"batch repeating an id", jsonCT, nil, array(eventJSON("dup", 1), eventJSON("dup", 2)), 400, `item 1: id "dup" repeats the id of item 0`, 1},
+			{"batch item not an object", jsonCT, nil, array(valid, "42"), 400, "item 1: event must be a JSON object", 1},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				before := ts.size(t)
+				header := append([]string{"Content-Type", tt.contentType}, tt.header...)
+				if tt.contentType == "" {
+					header = tt.header
+				}
+				p := ts.do(t, "POST", "/logs", tt.body, header...).problem(t, tt.status)
+				if !strings.Contains(p.Detail, tt.detail) {
+					t.Fatalf("detail: got %q, want it to contain %q", p.Detail, tt.detail)
+				}
+				if p.Instance != "/logs" {
+					t.Fatalf("instance: got %q, want /logs", p.Instance)
+				}
+				switch {
+				case tt.item < 0 && len(p.Errors) != 0:
+					t.Fatalf("errors: got %+v, want none", p.Errors)
+				case tt.item >= 0 && (len(p.Errors) != 1 || p.Errors[0].Index != tt.item || p.Errors[0].Reason == ""):
+					t.Fatalf("errors: got %+v, want one naming item %d", p.Errors, tt.item)
+				}
+				if got := ts.size(t); got != before {
+					t.Fatalf("records after a rejected request: got %d, want %d", got, before)
+				}
+			})
+		}
+	})
 }
 
 func TestGetByID(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{})
-	r := ts.post(t, `{"id":"rec-1","action":"account.suspended","actor":{"id":"u1","type":"user"},"target":{"id":"acct-9","type":"account"},"source":{"service":"billing"},"outcome":"success","data":{"reason":"fraud","n":1.50}}`)
-	r.wantStatus(t, http.StatusCreated)
-	e, err := ts.store.Get(context.Background(), "rec-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	r = ts.do(t, "GET", "/logs/rec-1", "")
-	r.wantStatus(t, http.StatusOK)
-	if !bytes.Equal(r.body, e.Bytes) {
-		t.Fatalf("body: got %s, want the stored bytes %s", r.body, e.Bytes)
-	}
-	etag := `"` + tlog.RecordHash(r.body).String() + `"`
-	for name, want := range map[string]string{
-		"Content-Type":   "application/json",
-		"ETag":           etag,
-		"Cache-Control":  "public, max-age=31536000, immutable",
-		"Content-Length": strconv.Itoa(len(e.Bytes)),
-	} {
-		if got := r.header.Get(name); got != want {
-			t.Fatalf("%s: got %q, want %q", name, got, want)
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ts := MustOpenServer(t, serverConfig{backend: backend})
+		r := ts.post(t, `{"id":"rec-1","action":"account.suspended","actor":{"id":"u1","type":"user"},"target":{"id":"acct-9","type":"account"},"source":{"service":"billing"},"outcome":"success","data":{"reason":"fraud","n":1.50}}`)
+		r.wantStatus(t, http.StatusCreated)
+		e, err := ts.store.Get(context.Background(), "rec-1")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
 
-	for _, tt := range []struct {
-		inm    string
-		status int
-	}{
-		{etag, http.StatusNotModified},
-		{"W/" + etag, http.StatusNotModified},
-		{`"other", ` + etag, http.StatusNotModified},
-		{"*", http.StatusNotModified},
-		{`"other"`, http.StatusOK},
-	} {
-		r := ts.do(t, "GET", "/logs/rec-1", "", "If-None-Match", tt.inm)
-		r.wantStatus(t, tt.status)
-		if tt.status == http.StatusNotModified && (len(r.body) != 0 || r.header.Get("ETag") != etag) {
-			t.Fatalf("If-None-Match %s: got body %q, ETag %q; want no body and ETag %s", tt.inm, r.body, r.header.Get("ETag"), etag)
+		r = ts.do(t, "GET", "/logs/rec-1", "")
+		r.wantStatus(t, http.StatusOK)
+		if !bytes.Equal(r.body, e.Bytes) {
+			t.Fatalf("body: got %s, want the stored bytes %s", r.body, e.Bytes)
 		}
-	}
+		etag := `"` + tlog.RecordHash(r.body).String() + `"`
+		for name, want := range map[string]string{
+			"Content-Type":   "application/json",
+			"ETag":           etag,
+			"Cache-Control":  "public, max-age=31536000, immutable",
+			"Content-Length": strconv.Itoa(len(e.Bytes)),
+		} {
+			if got := r.header.Get(name); got != want {
+				t.Fatalf("%s: got %q, want %q", name, got, want)
+			}
+		}
 
-	r = ts.do(t, "HEAD", "/logs/rec-1", "")
-	if r.status != http.StatusOK || len(r.body) != 0 || r.header.Get("ETag") != etag {
-		t.Fatalf("HEAD: got %d, %q, ETag %q; want 200, no body, ETag %s", r.status, r.body, r.header.Get("ETag"), etag)
-	}
+		for _, tt := range []struct {
+			inm    string
+			status int
+		}{
+			{etag, http.StatusNotModified},
+			{"W/" + etag, http.StatusNotModified},
+			{`"other", ` + etag, http.StatusNotModified},
+			{"*", http.StatusNotModified},
+			{`"other"`, http.StatusOK},
+		} {
+			r := ts.do(t, "GET", "/logs/rec-1", "", "If-None-Match", tt.inm)
+			r.wantStatus(t, tt.status)
+			if tt.status == http.StatusNotModified && (len(r.body) != 0 || r.header.Get("ETag") != etag) {
+				t.Fatalf("If-None-Match %s: got body %q, ETag %q; want no body and ETag %s", tt.inm, r.body, r.header.Get("ETag"), etag)
+			}
+		}
 
-	p := ts.do(t, "GET", "/logs/absent-1", "").problem(t, http.StatusNotFound)
-	if !strings.Contains(p.Detail, `"absent-1"`) || p.Instance != "/logs/absent-1" {
-		t.Fatalf("absent: got %+v, want a detail naming absent-1", p)
-	}
-	if got := ts.do(t, "GET", "/logs/absent-1", "").header.Get("Cache-Control"); got != "no-store" {
-		t.Fatalf("404 Cache-Control: got %q, want no-store", got)
-	}
-	p = ts.do(t, "GET", "/logs/bad%20id", "").problem(t, http.StatusBadRequest)
-	if !strings.Contains(p.Detail, `"id"`) {
-		t.Fatalf("invalid id: got %q, want a detail naming the id", p.Detail)
-	}
-	ts.do(t, "GET", "/logs/", "").problem(t, http.StatusNotFound)
+		r = ts.do(t, "HEAD", "/logs/rec-1", "")
+		if r.status != http.StatusOK || len(r.body) != 0 || r.header.Get("ETag") != etag {
+			t.Fatalf("HEAD: got %d, %q, ETag %q; want 200, no body, ETag %s", r.status, r.body, r.header.Get("ETag"), etag)
+		}
+
+		p := ts.do(t, "GET", "/logs/absent-1", "").problem(t, http.StatusNotFound)
+		if !strings.Contains(p.Detail, `"absent-1"`) || p.Instance != "/logs/absent-1" {
+			t.Fatalf("absent: got %+v, want a detail naming absent-1", p)
+		}
+		if got := ts.do(t, "GET", "/logs/absent-1", "").header.Get("Cache-Control"); got != "no-store" {
+			t.Fatalf("404 Cache-Control: got %q, want no-store", got)
+		}
+		p = ts.do(t, "GET", "/logs/bad%20id", "").problem(t, http.StatusBadRequest)
+		if !strings.Contains(p.Detail, `"id"`) {
+			t.Fatalf("invalid id: got %q, want a detail naming the id", p.Detail)
+		}
+		ts.do(t, "GET", "/logs/", "").problem(t, http.StatusNotFound)
+	})
 }
 
 func TestMethodNotAllowed(t *testing.T) {
@@ -599,191 +632,193 @@ type seedEvent struct {
 }
 
 func TestList(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{})
-	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	var seeds []seedEvent
-	var batch []string
-	tenants := []string{"acme", "globex", ""}
-	actions := []string{"account.created", "account.suspended", "user.login", "accounting.closed"}
-	for i := range 60 {
-		tm := base.Add(time.Duration(i/3) * time.Minute) // three records share each time
-		e := trail.Event{
-			ID:      fmt.Sprintf("l-%02d", i),
-			Time:    &tm,
-			Tenant:  tenants[i%3],
-			Actor:   trail.Actor{ID: fmt.Sprintf("u%d", i%4), Type: []string{"user", "service"}[i%2]},
-			Action:  actions[i%4],
-			Target:  &trail.Target{ID: fmt.Sprintf("t%d", i%5), Type: []string{"account", "invoice"}[i%2]},
-			Source:  trail.Source{Service: []string{"billing", "auth", "web"}[i%3]},
-			Outcome: []string{"success", "failure", "unknown"}[(i/2)%3],
-		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		batch = append(batch, string(b))
-		seeds = append(seeds, seedEvent{Event: e})
-	}
-	// Post out of time order, so that seq order differs from time order.
-	slices.Reverse(batch)
-	r := ts.post(t, "["+strings.Join(batch, ",")+"]")
-	r.wantStatus(t, http.StatusCreated)
-	var rb receiptsBody
-	if err := json.Unmarshal(r.body, &rb); err != nil {
-		t.Fatal(err)
-	}
-	for _, rc := range rb.Receipts {
-		i, _ := strconv.Atoi(strings.TrimPrefix(rc.ID, "l-"))
-		seeds[i].seq = rc.Seq
-	}
-
-	// want returns the ids of the seeds that match, in (time, seq) order.
-	want := func(match func(e *seedEvent) bool, desc bool) []string {
-		var m []seedEvent
-		for _, e := range seeds {
-			if match(&e) {
-				m = append(m, e)
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ts := MustOpenServer(t, serverConfig{backend: backend})
+		base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+		var seeds []seedEvent
+		var batch []string
+		tenants := []string{"acme", "globex", ""}
+		actions := []string{"account.created", "account.suspended", "user.login", "accounting.closed"}
+		for i := range 60 {
+			tm := base.Add(time.Duration(i/3) * time.Minute) // three records share each time
+			e := trail.Event{
+				ID:      fmt.Sprintf("l-%02d", i),
+				Time:    &tm,
+				Tenant:  tenants[i%3],
+				Actor:   trail.Actor{ID: fmt.Sprintf("u%d", i%4), Type: []string{"user", "service"}[i%2]},
+				Action:  actions[i%4],
+				Target:  &trail.Target{ID: fmt.Sprintf("t%d", i%5), Type: []string{"account", "invoice"}[i%2]},
+				Source:  trail.Source{Service: []string{"billing", "auth", "web"}[i%3]},
+				Outcome: []string{"success", "failure", "unknown"}[(i/2)%3],
 			}
-		}
-		slices.SortFunc(m, func(a, b seedEvent) int {
-			return cmp.Or(a.Time.Compare(*b.Time), cmp.Compare(a.seq, b.seq))
-		})
-		if desc {
-			slices.Reverse(m)
-		}
-		ids := make([]string, len(m))
-		for i, e := range m {
-			ids[i] = e.ID
-		}
-		return ids
-	}
-	all := func(*seedEvent) bool { return true }
-	for _, tt := range []struct {
-		query string
-		match func(e *seedEvent) bool
-	}{
-		{"", all},
-		{"tenant=acme", func(e *seedEvent) bool { return e.Tenant == "acme" }},
-		{"actor=u1", func(e *seedEvent) bool { return e.Actor.ID == "u1" }},
-		{"actor_type=service", func(e *seedEvent) bool { return e.Actor.Type == "service" }},
-		{"action=account.created", func(e *seedEvent) bool { return e.Action == "account.created" }},
-		{"action=account.*", func(e *seedEvent) bool { return strings.HasPrefix(e.Action, "account.") }},
-		{"target=t3", func(e *seedEvent) bool { return e.Target.ID == "t3" }},
-		{"target_type=invoice", func(e *seedEvent) bool { return e.Target.Type == "invoice" }},
-		{"source=auth", func(e *seedEvent) bool { return e.Source.Service == "auth" }},
-		{"outcome=failure", func(e *seedEvent) bool { return e.Outcome == "failure" }},
-		{"since=2025-03-01T12:05:00Z", func(e *seedEvent) bool { return !e.Time.Before(base.Add(5 * time.Minute)) }},
-		{"until=2025-03-01T12:05:00Z", func(e *seedEvent) bool { return e.Time.Before(base.Add(5 * time.Minute)) }},
-		{"since=2025-03-01T13:04:00%2B01:00&until=2025-03-01T12:10:00Z", func(e *seedEvent) bool {
-			return !e.Time.Before(base.Add(4*time.Minute)) && e.Time.Before(base.Add(10*time.Minute))
-		}},
-		{"tenant=globex&action=account.*&outcome=success", func(e *seedEvent) bool {
-			return e.Tenant == "globex" && strings.HasPrefix(e.Action, "account.") && e.Outcome == "success"
-		}},
-		{"tenant=nobody", func(*seedEvent) bool { return false }},
-	} {
-		for _, order := range []string{"", "asc", "desc"} {
-			q := tt.query
-			if order != "" {
-				q = strings.TrimPrefix(q+"&order="+order, "&")
-			}
-			t.Run(q, func(t *testing.T) {
-				wantIDs := want(tt.match, order != "asc")
-				if len(wantIDs) == 0 && tt.query != "tenant=nobody" {
-					t.Fatalf("fixture matches nothing for %s", tt.query)
-				}
-				got := listAll(t, ts, "/logs?"+q+"&limit=7", nil)
-				if !slices.Equal(got, wantIDs) {
-					t.Fatalf("ids: got %v, want %v", got, wantIDs)
-				}
-			})
-		}
-	}
-
-	t.Run("page shape", func(t *testing.T) {
-		r := ts.do(t, "GET", "/logs?order=asc&limit=2&tenant=acme", "")
-		r.wantStatus(t, http.StatusOK)
-		var page struct {
-			Events []json.RawMessage `json:"events"`
-			Next   *string           `json:"next"`
-		}
-		if err := json.Unmarshal(r.body, &page); err != nil {
-			t.Fatal(err)
-		}
-		ids := want(func(e *seedEvent) bool { return e.Tenant == "acme" }, false)
-		for i, raw := range page.Events {
-			e, err := ts.store.Get(context.Background(), ids[i])
+			b, err := json.Marshal(e)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(raw, e.Bytes) {
-				t.Fatalf("event %d: got %s, want the stored bytes %s", i, raw, e.Bytes)
+			batch = append(batch, string(b))
+			seeds = append(seeds, seedEvent{Event: e})
+		}
+		// Post out of time order, so that seq order differs from time order.
+		slices.Reverse(batch)
+		r := ts.post(t, "["+strings.Join(batch, ",")+"]")
+		r.wantStatus(t, http.StatusCreated)
+		var rb receiptsBody
+		if err := json.Unmarshal(r.body, &rb); err != nil {
+			t.Fatal(err)
+		}
+		for _, rc := range rb.Receipts {
+			i, _ := strconv.Atoi(strings.TrimPrefix(rc.ID, "l-"))
+			seeds[i].seq = rc.Seq
+		}
+
+		// want returns the ids of the seeds that match, in (time, seq) order.
+		want := func(match func(e *seedEvent) bool, desc bool) []string {
+			var m []seedEvent
+			for _, e := range seeds {
+				if match(&e) {
+					m = append(m, e)
+				}
 			}
+			slices.SortFunc(m, func(a, b seedEvent) int {
+				return cmp.Or(a.Time.Compare(*b.Time), cmp.Compare(a.seq, b.seq))
+			})
+			if desc {
+				slices.Reverse(m)
+			}
+			ids := make([]string, len(m))
+			for i, e := range m {
+				ids[i] = e.ID
+			}
+			return ids
 		}
-		if page.Next == nil {
-			t.Fatal("next: got null, want a cursor")
-		}
-		link := r.header.Get("Link")
-		m := regexp.MustCompile(`^<(/logs\?[^>]+)>; rel="next"$`).FindStringSubmatch(link)
-		if m == nil {
-			t.Fatalf("Link: got %q, want <...>; rel=\"next\"", link)
-		}
-		u, _ := url.Parse(m[1])
-		if q := u.Query(); q.Get("cursor") != *page.Next || q.Get("tenant") != "acme" || q.Get("order") != "asc" || q.Get("limit") != "2" {
-			t.Fatalf("Link query: got %v, want the filters kept and cursor %s", q, *page.Next)
-		}
-
-		r = ts.do(t, "GET", "/logs?tenant=nobody", "")
-		r.wantStatus(t, http.StatusOK)
-		if got, want := strings.TrimSpace(string(r.body)), `{"events":[],"next":null}`; got != want {
-			t.Fatalf("empty page: got %s, want %s", got, want)
-		}
-		if link := r.header.Get("Link"); link != "" {
-			t.Fatalf("Link on the last page: got %q, want none", link)
-		}
-	})
-
-	t.Run("limits", func(t *testing.T) {
+		all := func(*seedEvent) bool { return true }
 		for _, tt := range []struct {
-			limit string
-			n     int
-		}{{"1", 1}, {"60", 60}, {"1000", 60}, {"", 60}} {
-			q := "/logs"
-			if tt.limit != "" {
-				q += "?limit=" + tt.limit
+			query string
+			match func(e *seedEvent) bool
+		}{
+			{"", all},
+			{"tenant=acme", func(e *seedEvent) bool { return e.Tenant == "acme" }},
+			{"actor=u1", func(e *seedEvent) bool { return e.Actor.ID == "u1" }},
+			{"actor_type=service", func(e *seedEvent) bool { return e.Actor.Type == "service" }},
+			{"action=account.created", func(e *seedEvent) bool { return e.Action == "account.created" }},
+			{"action=account.*", func(e *seedEvent) bool { return strings.HasPrefix(e.Action, "account.") }},
+			{"target=t3", func(e *seedEvent) bool { return e.Target.ID == "t3" }},
+			{"target_type=invoice", func(e *seedEvent) bool { return e.Target.Type == "invoice" }},
+			{"source=auth", func(e *seedEvent) bool { return e.Source.Service == "auth" }},
+			{"outcome=failure", func(e *seedEvent) bool { return e.Outcome == "failure" }},
+			{"since=2025-03-01T12:05:00Z", func(e *seedEvent) bool { return !e.Time.Before(base.Add(5 * time.Minute)) }},
+			{"until=2025-03-01T12:05:00Z", func(e *seedEvent) bool { return e.Time.Before(base.Add(5 * time.Minute)) }},
+			{"since=2025-03-01T13:04:00%2B01:00&until=2025-03-01T12:10:00Z", func(e *seedEvent) bool {
+				return !e.Time.Before(base.Add(4*time.Minute)) && e.Time.Before(base.Add(10*time.Minute))
+			}},
+			{"tenant=globex&action=account.*&outcome=success", func(e *seedEvent) bool {
+				return e.Tenant == "globex" && strings.HasPrefix(e.Action, "account.") && e.Outcome == "success"
+			}},
+			{"tenant=nobody", func(*seedEvent) bool { return false }},
+		} {
+			for _, order := range []string{"", "asc", "desc"} {
+				q := tt.query
+				if order != "" {
+					q = strings.TrimPrefix(q+"&order="+order, "&")
+				}
+				t.Run(q, func(t *testing.T) {
+					wantIDs := want(tt.match, order != "asc")
+					if len(wantIDs) == 0 && tt.query != "tenant=nobody" {
+						t.Fatalf("fixture matches nothing for %s", tt.query)
+					}
+					got := listAll(t, ts, "/logs?"+q+"&limit=7", nil)
+					if !slices.Equal(got, wantIDs) {
+						t.Fatalf("ids: got %v, want %v", got, wantIDs)
+					}
+				})
 			}
-			var page struct{ Events []json.RawMessage }
-			r := ts.do(t, "GET", q, "")
+		}
+
+		t.Run("page shape", func(t *testing.T) {
+			r := ts.do(t, "GET", "/logs?order=asc&limit=2&tenant=acme", "")
 			r.wantStatus(t, http.StatusOK)
+			var page struct {
+				Events []json.RawMessage `json:"events"`
+				Next   *string           `json:"next"`
+			}
 			if err := json.Unmarshal(r.body, &page); err != nil {
 				t.Fatal(err)
 			}
-			if len(page.Events) != tt.n {
-				t.Fatalf("%s: got %d events, want %d", q, len(page.Events), tt.n)
+			ids := want(func(e *seedEvent) bool { return e.Tenant == "acme" }, false)
+			for i, raw := range page.Events {
+				e, err := ts.store.Get(context.Background(), ids[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(raw, e.Bytes) {
+					t.Fatalf("event %d: got %s, want the stored bytes %s", i, raw, e.Bytes)
+				}
 			}
-		}
-	})
+			if page.Next == nil {
+				t.Fatal("next: got null, want a cursor")
+			}
+			link := r.header.Get("Link")
+			m := regexp.MustCompile(`^<(/logs\?[^>]+)>; rel="next"$`).FindStringSubmatch(link)
+			if m == nil {
+				t.Fatalf("Link: got %q, want <...>; rel=\"next\"", link)
+			}
+			u, _ := url.Parse(m[1])
+			if q := u.Query(); q.Get("cursor") != *page.Next || q.Get("tenant") != "acme" || q.Get("order") != "asc" || q.Get("limit") != "2" {
+				t.Fatalf("Link query: got %v, want the filters kept and cursor %s", q, *page.Next)
+			}
 
-	t.Run("bad parameters", func(t *testing.T) {
-		for _, tt := range []struct{ query, detail string }{
-			{"limit=0", `"limit"`},
-			{"limit=1001", `"limit"`},
-			{"limit=-5", `"limit"`},
-			{"limit=ten", `"limit"`},
-			{"order=sideways", `"order"`},
-			{"since=yesterday", `"since"`},
-			{"until=2025-01-01", `"until"`},
-			{"cursor=notacursor", `"cursor"`},
-			{"action=account*", `"action"`},
-			{"outcome=maybe", `"outcome"`},
-			{"colour=red&size=9", `"colour", "size"`},
-			{"tenant=a&tenant=b", `"tenant" is given 2 times`},
-		} {
-			p := ts.do(t, "GET", "/logs?"+tt.query, "").problem(t, http.StatusBadRequest)
-			if !strings.Contains(p.Detail, tt.detail) {
-				t.Fatalf("%s: detail %q, want it to contain %s", tt.query, p.Detail, tt.detail)
+			r = ts.do(t, "GET", "/logs?tenant=nobody", "")
+			r.wantStatus(t, http.StatusOK)
+			if got, want := strings.TrimSpace(string(r.body)), `{"events":[],"next":null}`; got != want {
+				t.Fatalf("empty page: got %s, want %s", got, want)
 			}
-		}
+			if link := r.header.Get("Link"); link != "" {
+				t.Fatalf("Link on the last page: got %q, want none", link)
+			}
+		})
+
+		t.Run("limits", func(t *testing.T) {
+			for _, tt := range []struct {
+				limit string
+				n     int
+			}{{"1", 1}, {"60", 60}, {"1000", 60}, {"", 60}} {
+				q := "/logs"
+				if tt.limit != "" {
+					q += "?limit=" + tt.limit
+				}
+				var page struct{ Events []json.RawMessage }
+				r := ts.do(t, "GET", q, "")
+				r.wantStatus(t, http.StatusOK)
+				if err := json.Unmarshal(r.body, &page); err != nil {
+					t.Fatal(err)
+				}
+				if len(page.Events) != tt.n {
+					t.Fatalf("%s: got %d events, want %d", q, len(page.Events), tt.n)
+				}
+			}
+		})
+
+		t.Run("bad parameters", func(t *testing.T) {
+			for _, tt := range []struct{ query, detail string }{
+				{"limit=0", `"limit"`},
+				{"limit=1001", `"limit"`},
+				{"limit=-5", `"limit"`},
+				{"limit=ten", `"limit"`},
+				{"order=sideways", `"order"`},
+				{"since=yesterday", `"since"`},
+				{"until=2025-01-01", `"until"`},
+				{"cursor=notacursor", `"cursor"`},
+				{"action=account*", `"action"`},
+				{"outcome=maybe", `"outcome"`},
+				{"colour=red&size=9", `"colour", "size"`},
+				{"tenant=a&tenant=b", `"tenant" is given 2 times`},
+			} {
+				p := ts.do(t, "GET", "/logs?"+tt.query, "").problem(t, http.StatusBadRequest)
+				if !strings.Contains(p.Detail, tt.detail) {
+					t.Fatalf("%s: detail %q, want it to contain %s", tt.query, p.Detail, tt.detail)
+				}
+			}
+		})
 	})
 }
 
@@ -823,6 +858,9 @@ func listAll(tb testing.TB, ts *testServer, path string, each func(trail.Record)
 	return ids
 }
 
+// TestListPagingWhileWriting runs on SQLite only: on the FerretDB test
+// server every list query decodes the whole collection (docs/SCALING.md §9),
+// and e2e.TestScaleOut pages through MongoDB while replicas write.
 func TestListPagingWhileWriting(t *testing.T) {
 	ts := MustOpenServer(t, serverConfig{})
 	// Old times, so that asc paging meets the concurrent writes only at the
@@ -1033,143 +1071,145 @@ type proofBody struct {
 // TestProofs checks checkpoints and proofs as an outside client would: only
 // HTTP answers and the verifier key.
 func TestProofs(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{})
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ts := MustOpenServer(t, serverConfig{backend: backend})
 
-	r := ts.do(t, "GET", "/checkpoint/key", "")
-	r.wantStatus(t, http.StatusOK)
-	vkey := string(r.body)
-	if vkey != ts.vkey || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
-		t.Fatalf("key: got %q (%s), want %q as text/plain", vkey, r.header.Get("Content-Type"), ts.vkey)
-	}
-	// Nothing is signed yet.
-	ts.do(t, "GET", "/checkpoint", "").problem(t, http.StatusNotFound)
-	ts.do(t, "GET", "/export", "").problem(t, http.StatusNotFound)
-	if h, records := getExport(t, ts, "?to=end"); h.To != 0 || h.Checkpoint != "" || len(records) != 0 {
-		t.Fatalf("export of an empty log: got %+v and %d records, want an empty range and no checkpoint", h, len(records))
-	}
-
-	var ids []string
-	post := func(from, n int) {
-		r := ts.post(t, batchJSON(from, n))
-		r.wantStatus(t, http.StatusCreated)
-		var rb receiptsBody
-		if err := json.Unmarshal(r.body, &rb); err != nil {
-			t.Fatal(err)
-		}
-		for _, rc := range rb.Receipts {
-			ids = append(ids, rc.ID)
-		}
-	}
-	post(0, 1)
-	note1 := waitCheckpoint(t, ts, 1)
-	post(1, 12)
-	note13 := waitCheckpoint(t, ts, 13)
-	post(13, 24)
-	note37 := waitCheckpoint(t, ts, 37)
-	cp1, cp13, cp37 := openNote(t, vkey, note1), openNote(t, vkey, note13), openNote(t, vkey, note37)
-	if cp37.Origin != "trail.test/"+ts.log {
-		t.Fatalf("origin: got %q, want trail.test/%s", cp37.Origin, ts.log)
-	}
-	r = ts.do(t, "GET", "/checkpoint?log="+ts.log, "")
-	r.wantStatus(t, http.StatusOK)
-	if !bytes.Equal(r.body, note37) || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
-		t.Fatalf("checkpoint?log=: got %q (%s), want the latest note as text/plain", r.body, r.header.Get("Content-Type"))
-	}
-
-	checkRecord := func(t *testing.T, id, query string, cp trail.Checkpoint) {
-		t.Helper()
-		r := ts.do(t, "GET", "/logs/"+id+"/proof"+query, "")
+		r := ts.do(t, "GET", "/checkpoint/key", "")
 		r.wantStatus(t, http.StatusOK)
-		var p proofBody
-		if err := json.Unmarshal(r.body, &p); err != nil {
-			t.Fatalf("proof %s: %v", r.body, err)
+		vkey := string(r.body)
+		if vkey != ts.vkey || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Fatalf("key: got %q (%s), want %q as text/plain", vkey, r.header.Get("Content-Type"), ts.vkey)
 		}
-		got := openNote(t, vkey, []byte(p.Checkpoint))
-		if got != cp || p.Size != cp.Size || p.Log != ts.log || p.ID != id {
-			t.Fatalf("proof of %s%s: got checkpoint %+v size %d log %s, want %+v", id, query, got, p.Size, p.Log, cp)
+		// Nothing is signed yet.
+		ts.do(t, "GET", "/checkpoint", "").problem(t, http.StatusNotFound)
+		ts.do(t, "GET", "/export", "").problem(t, http.StatusNotFound)
+		if h, records := getExport(t, ts, "?to=end"); h.To != 0 || h.Checkpoint != "" || len(records) != 0 {
+			t.Fatalf("export of an empty log: got %+v and %d records, want an empty range and no checkpoint", h, len(records))
 		}
-		rec := ts.do(t, "GET", "/logs/"+id, "").body
-		if leaf := tlog.RecordHash(rec); leaf != p.LeafHash {
-			t.Fatalf("leaf_hash: got %v, want the hash of the record's bytes %v", p.LeafHash, leaf)
-		}
-		if err := tlog.CheckRecord(p.Proof, p.Size, got.Hash, p.Seq, p.LeafHash); err != nil {
-			t.Fatalf("CheckRecord %s seq %d size %d: %v", id, p.Seq, p.Size, err)
-		}
-		if !strings.Contains(string(r.body), `"proof":[`) {
-			t.Fatalf("proof member: got %s, want a JSON array", r.body)
-		}
-	}
-	t.Run("record", func(t *testing.T) {
-		for _, seq := range []int{0, 1, 7, 12, 13, 30, 36} {
-			checkRecord(t, ids[seq], "", cp37)
-		}
-		checkRecord(t, ids[0], "?size=1", cp1)
-		for _, seq := range []int{0, 5, 12} {
-			checkRecord(t, ids[seq], "?size=13", cp13)
-		}
-		r := ts.do(t, "GET", "/logs/"+ids[0]+"/proof?size=13", "")
-		if got := r.header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
-			t.Fatalf("Cache-Control of a proof at a fixed size: got %q", got)
-		}
-	})
 
-	t.Run("consistency", func(t *testing.T) {
-		for _, tt := range []struct {
-			from, to trail.Checkpoint
-			query    string
-		}{
-			{cp1, cp13, "?from=1&to=13"},
-			{cp13, cp37, "?from=13&to=37&log=" + ts.log},
-			{cp1, cp37, "?from=1"},
-			{cp13, cp13, "?from=13&to=13"},
-		} {
-			r := ts.do(t, "GET", "/proof/consistency"+tt.query, "")
-			r.wantStatus(t, http.StatusOK)
-			var p struct {
-				Log      string
-				From, To int64
-				Proof    tlog.TreeProof
-			}
-			if err := json.Unmarshal(r.body, &p); err != nil {
+		var ids []string
+		post := func(from, n int) {
+			r := ts.post(t, batchJSON(from, n))
+			r.wantStatus(t, http.StatusCreated)
+			var rb receiptsBody
+			if err := json.Unmarshal(r.body, &rb); err != nil {
 				t.Fatal(err)
 			}
-			if p.Log != ts.log || p.From != tt.from.Size || p.To != tt.to.Size {
-				t.Fatalf("%s: got %s/%d/%d, want %s/%d/%d", tt.query, p.Log, p.From, p.To, ts.log, tt.from.Size, tt.to.Size)
-			}
-			if err := tlog.CheckTree(p.Proof, p.To, tt.to.Hash, p.From, tt.from.Hash); err != nil {
-				t.Fatalf("CheckTree %s: %v", tt.query, err)
+			for _, rc := range rb.Receipts {
+				ids = append(ids, rc.ID)
 			}
 		}
-	})
+		post(0, 1)
+		note1 := waitCheckpoint(t, ts, 1)
+		post(1, 12)
+		note13 := waitCheckpoint(t, ts, 13)
+		post(13, 24)
+		note37 := waitCheckpoint(t, ts, 37)
+		cp1, cp13, cp37 := openNote(t, vkey, note1), openNote(t, vkey, note13), openNote(t, vkey, note37)
+		if cp37.Origin != "trail.test/"+ts.log {
+			t.Fatalf("origin: got %q, want trail.test/%s", cp37.Origin, ts.log)
+		}
+		r = ts.do(t, "GET", "/checkpoint?log="+ts.log, "")
+		r.wantStatus(t, http.StatusOK)
+		if !bytes.Equal(r.body, note37) || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Fatalf("checkpoint?log=: got %q (%s), want the latest note as text/plain", r.body, r.header.Get("Content-Type"))
+		}
 
-	t.Run("bad requests", func(t *testing.T) {
-		for _, tt := range []struct {
-			path   string
-			status int
-			detail string
-		}{
-			{"/logs/" + ids[0] + "/proof?size=0", 400, `"size"`},
-			{"/logs/" + ids[0] + "/proof?size=x", 400, `"size"`},
-			{"/logs/" + ids[20] + "/proof?size=13", 400, "seq 20"},
-			{"/logs/" + ids[0] + "/proof?size=5", 404, "no signed checkpoint of log"},
-			{"/logs/" + ids[0] + "/proof?depth=2", 400, `"depth"`},
-			{"/logs/absent/proof", 404, `"absent"`},
-			{"/logs/bad%20id/proof", 400, `"id"`},
-			{"/proof/consistency?to=5", 400, `"from" is required`},
-			{"/proof/consistency?from=0&to=5", 400, `"from"`},
-			{"/proof/consistency?from=9&to=5", 400, `"from" (9) is above "to" (5)`},
-			{"/proof/consistency?from=1&to=38", 400, `"to" (38)`},
-			{"/proof/consistency?from=1&to=x", 400, `"to"`},
-			{"/proof/consistency?from=1&log=nolog", 404, `"nolog" has no signed checkpoint`},
-			{"/checkpoint?log=nolog", 404, `"nolog" has no signed checkpoint`},
-			{"/checkpoint?since=1", 400, `"since"`},
-			{"/checkpoint/key?x=1", 400, `"x"`},
-		} {
-			p := ts.do(t, "GET", tt.path, "").problem(t, tt.status)
-			if !strings.Contains(p.Detail, tt.detail) {
-				t.Fatalf("%s: detail %q, want it to contain %s", tt.path, p.Detail, tt.detail)
+		checkRecord := func(t *testing.T, id, query string, cp trail.Checkpoint) {
+			t.Helper()
+			r := ts.do(t, "GET", "/logs/"+id+"/proof"+query, "")
+			r.wantStatus(t, http.StatusOK)
+			var p proofBody
+			if err := json.Unmarshal(r.body, &p); err != nil {
+				t.Fatalf("proof %s: %v", r.body, err)
+			}
+			got := openNote(t, vkey, []byte(p.Checkpoint))
+			if got != cp || p.Size != cp.Size || p.Log != ts.log || p.ID != id {
+				t.Fatalf("proof of %s%s: got checkpoint %+v size %d log %s, want %+v", id, query, got, p.Size, p.Log, cp)
+			}
+			rec := ts.do(t, "GET", "/logs/"+id, "").body
+			if leaf := tlog.RecordHash(rec); leaf != p.LeafHash {
+				t.Fatalf("leaf_hash: got %v, want the hash of the record's bytes %v", p.LeafHash, leaf)
+			}
+			if err := tlog.CheckRecord(p.Proof, p.Size, got.Hash, p.Seq, p.LeafHash); err != nil {
+				t.Fatalf("CheckRecord %s seq %d size %d: %v", id, p.Seq, p.Size, err)
+			}
+			if !strings.Contains(string(r.body), `"proof":[`) {
+				t.Fatalf("proof member: got %s, want a JSON array", r.body)
 			}
 		}
+		t.Run("record", func(t *testing.T) {
+			for _, seq := range []int{0, 1, 7, 12, 13, 30, 36} {
+				checkRecord(t, ids[seq], "", cp37)
+			}
+			checkRecord(t, ids[0], "?size=1", cp1)
+			for _, seq := range []int{0, 5, 12} {
+				checkRecord(t, ids[seq], "?size=13", cp13)
+			}
+			r := ts.do(t, "GET", "/logs/"+ids[0]+"/proof?size=13", "")
+			if got := r.header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
+				t.Fatalf("Cache-Control of a proof at a fixed size: got %q", got)
+			}
+		})
+
+		t.Run("consistency", func(t *testing.T) {
+			for _, tt := range []struct {
+				from, to trail.Checkpoint
+				query    string
+			}{
+				{cp1, cp13, "?from=1&to=13"},
+				{cp13, cp37, "?from=13&to=37&log=" + ts.log},
+				{cp1, cp37, "?from=1"},
+				{cp13, cp13, "?from=13&to=13"},
+			} {
+				r := ts.do(t, "GET", "/proof/consistency"+tt.query, "")
+				r.wantStatus(t, http.StatusOK)
+				var p struct {
+					Log      string
+					From, To int64
+					Proof    tlog.TreeProof
+				}
+				if err := json.Unmarshal(r.body, &p); err != nil {
+					t.Fatal(err)
+				}
+				if p.Log != ts.log || p.From != tt.from.Size || p.To != tt.to.Size {
+					t.Fatalf("%s: got %s/%d/%d, want %s/%d/%d", tt.query, p.Log, p.From, p.To, ts.log, tt.from.Size, tt.to.Size)
+				}
+				if err := tlog.CheckTree(p.Proof, p.To, tt.to.Hash, p.From, tt.from.Hash); err != nil {
+					t.Fatalf("CheckTree %s: %v", tt.query, err)
+				}
+			}
+		})
+
+		t.Run("bad requests", func(t *testing.T) {
+			for _, tt := range []struct {
+				path   string
+				status int
+				detail string
+			}{
+				{"/logs/" + ids[0] + "/proof?size=0", 400, `"size"`},
+				{"/logs/" + ids[0] + "/proof?size=x", 400, `"size"`},
+				{"/logs/" + ids[20] + "/proof?size=13", 400, "seq 20"},
+				{"/logs/" + ids[0] + "/proof?size=5", 404, "no signed checkpoint of log"},
+				{"/logs/" + ids[0] + "/proof?depth=2", 400, `"depth"`},
+				{"/logs/absent/proof", 404, `"absent"`},
+				{"/logs/bad%20id/proof", 400, `"id"`},
+				{"/proof/consistency?to=5", 400, `"from" is required`},
+				{"/proof/consistency?from=0&to=5", 400, `"from"`},
+				{"/proof/consistency?from=9&to=5", 400, `"from" (9) is above "to" (5)`},
+				{"/proof/consistency?from=1&to=38", 400, `"to" (38)`},
+				{"/proof/consistency?from=1&to=x", 400, `"to"`},
+				{"/proof/consistency?from=1&log=nolog", 404, `"nolog" has no signed checkpoint`},
+				{"/checkpoint?log=nolog", 404, `"nolog" has no signed checkpoint`},
+				{"/checkpoint?since=1", 400, `"since"`},
+				{"/checkpoint/key?x=1", 400, `"x"`},
+			} {
+				p := ts.do(t, "GET", tt.path, "").problem(t, tt.status)
+				if !strings.Contains(p.Detail, tt.detail) {
+					t.Fatalf("%s: detail %q, want it to contain %s", tt.path, p.Detail, tt.detail)
+				}
+			}
+		})
 	})
 }
 
@@ -1320,7 +1360,7 @@ func TestExportShowsForgedRow(t *testing.T) {
 	waitCheckpoint(t, ts, 3)
 
 	ctx := context.Background()
-	forger, err := sqlite.Open(sqlite.Config{Path: ts.store.Path(), Log: ts.log})
+	forger, err := sqlite.Open(sqlite.Config{Path: ts.path, Log: ts.log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package mongo
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,50 +19,17 @@ import (
 	"time"
 
 	trail "github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/internal/testmongo"
 	"github.com/trail-audit/trail/storetest"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	driver "go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// testURI returns the MongoDB URI of the test server. It skips the test if
-// there is none, unless CI=true, where a missing server is a failure.
-func testURI(tb testing.TB) string {
-	tb.Helper()
-	uri := os.Getenv("TRAIL_TEST_MONGODB_URI")
-	if uri == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("TRAIL_TEST_MONGODB_URI is not set, and CI=true: MongoDB tests must run in CI")
-		}
-		tb.Skip("TRAIL_TEST_MONGODB_URI is not set (scripts/test.sh starts a FerretDB and sets it)")
-	}
-	return uri
-}
-
-// NewDatabaseURI returns the test server's URI with a fresh database name.
-func NewDatabaseURI(tb testing.TB) string {
-	tb.Helper()
-	u, err := url.Parse(testURI(tb))
-	if err != nil {
-		tb.Fatalf("TRAIL_TEST_MONGODB_URI: %v", err)
-	}
-	name := "trailtest_" + strings.ToLower(rand.Text()[:12])
-	u.Path = "/" + name
-	tb.Cleanup(func() {
-		// Registered before any store of the test, so it runs after they
-		// are closed.
-		c, err := driver.Connect(options.Client().ApplyURI(u.String()))
-		if err != nil {
-			return
-		}
-		defer c.Disconnect(context.Background())
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c.Database(name).Drop(ctx)
-	})
-	return u.String()
-}
+// testURI and NewDatabaseURI name the test server and a fresh database.
+var (
+	testURI        = testmongo.ServerURI
+	NewDatabaseURI = testmongo.DatabaseURI
+)
 
 // MustOpenStore opens a store on uri (a fresh database if uri is "") and
 // closes it at the end of the test. cfg.URI is set from uri.
