@@ -75,6 +75,11 @@ type Ingester struct {
 	stop   chan struct{}
 	done   chan struct{}
 
+	// downUntil (unix nanoseconds) is set when a commit found the store
+	// unreachable: until then requests get 503 at once instead of queueing
+	// behind commits that would wait out the store's timeouts too.
+	downUntil atomic.Int64
+
 	// refused, when set, is why writes are refused (a failed integrity
 	// check, or a log lost to another writer). It holds an error.
 	refused atomic.Pointer[error]
@@ -259,6 +264,9 @@ func (in *Ingester) Submit(ctx context.Context, events []*trail.Event) (*trail.R
 		return nil, trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
 	}
 	now := in.cfg.Now()
+	if err := in.storeDown(now); err != nil {
+		return nil, err
+	}
 	preps := make([]*trail.Prepared, len(events))
 	for i, e := range events {
 		p, err := trail.Prepare(e, now, in.cfg.NewID)
@@ -289,6 +297,18 @@ func (in *Ingester) Submit(ctx context.Context, events []*trail.Event) (*trail.R
 		// The commit may still happen; a retry with the same ids is safe.
 		return nil, ctx.Err()
 	}
+}
+
+// outageHold is how long requests are refused at once after a commit
+// found the store unreachable. It matches the Retry-After the API sends.
+const outageHold = time.Second
+
+// storeDown returns an EUNAVAILABLE error while an outage hold lasts.
+func (in *Ingester) storeDown(now time.Time) error {
+	if now.UnixNano() < in.downUntil.Load() {
+		return trail.Errorf(trail.EUNAVAILABLE, "the store could not be reached a moment ago and nothing was stored; retry with the same ids")
+	}
+	return nil
 }
 
 // Ready implements trail.Ingester.

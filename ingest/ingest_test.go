@@ -26,12 +26,19 @@ type countingStore struct {
 	trail.Store
 	appends atomic.Int64
 	hold    chan struct{} // if not nil, Append waits for a receive
+	// down makes Append fail as an unreachable store would. This is the one
+	// injected fault: a real outage of the embedded store cannot be made
+	// here (e2e.TestMongoOutage kills a real MongoDB server instead).
+	down atomic.Bool
 }
 
 func (s *countingStore) Append(ctx context.Context, entries []*trail.Entry) error {
 	s.appends.Add(1)
 	if s.hold != nil {
 		<-s.hold
+	}
+	if s.down.Load() {
+		return fmt.Errorf("test: store down: %w", trail.ErrUnavailable)
 	}
 	return s.Store.Append(ctx, entries)
 }
@@ -218,6 +225,41 @@ func TestQueueFull(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatalf("queued request: got %v, want success", err)
 		}
+	}
+}
+
+// TestOutageFailsFast checks that after a commit finds the store
+// unreachable, requests are refused at once for a moment instead of each
+// waiting out the store's timeouts, and that writes resume by themselves.
+func TestOutageFailsFast(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{})
+	ctx := context.Background()
+	e.store.down.Store(true)
+	if _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "o-1", 1)}); trail.ErrorCode(err) != trail.EUNAVAILABLE {
+		t.Fatalf("submit while down: got %v, want EUNAVAILABLE", err)
+	}
+	tries := e.store.appends.Load()
+	_, err := e.ing.Submit(ctx, []*trail.Event{event(t, "o-2", 2)})
+	if trail.ErrorCode(err) != trail.EUNAVAILABLE || !strings.Contains(err.Error(), "could not be reached a moment ago") {
+		t.Fatalf("submit right after: got %v, want an immediate EUNAVAILABLE", err)
+	}
+	if got := e.store.appends.Load(); got != tries {
+		t.Fatalf("appends: got %d, want %d (no attempt during the hold)", got, tries)
+	}
+	e.store.down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := e.ing.Submit(ctx, []*trail.Event{event(t, "o-1", 1)})
+		if err == nil {
+			if !res.Created || res.Receipts[0].Seq != 0 {
+				t.Fatalf("first stored event: got %+v, want seq 0, created", res)
+			}
+			break
+		}
+		if trail.ErrorCode(err) != trail.EUNAVAILABLE || time.Now().After(deadline) {
+			t.Fatalf("after the store came back: got %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

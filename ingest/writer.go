@@ -94,16 +94,9 @@ func (in *Ingester) commit(group []*request) {
 		events += len(r.preps)
 	}
 	defer in.queued.Add(-int64(events))
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		if p := in.refused.Load(); p != nil {
-			err = trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
-			break
-		}
-		if err = in.tryCommit(group); trail.ErrorCode(err) != trail.ECONFLICT {
-			break
-		}
-		// Another writer stored one of the ids since the lookup: resolve again.
+	err := in.storeDown(in.cfg.Now())
+	if err == nil {
+		err = in.commitRetrying(group)
 	}
 	if err == nil {
 		return
@@ -114,6 +107,25 @@ func (in *Ingester) commit(group []*request) {
 	}
 	for _, r := range group {
 		r.resp <- response{err: err}
+	}
+}
+
+// commitRetrying runs tryCommit, again if a racing writer stored one of
+// the group's ids since the lookup. A store found unreachable starts an
+// outage hold.
+func (in *Ingester) commitRetrying(group []*request) error {
+	for attempt := 1; ; attempt++ {
+		if p := in.refused.Load(); p != nil {
+			return trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
+		}
+		err := in.tryCommit(group)
+		switch code := trail.ErrorCode(err); {
+		case code == trail.ECONFLICT && attempt < 3:
+			continue
+		case code == trail.EUNAVAILABLE && in.refused.Load() == nil:
+			in.downUntil.Store(in.cfg.Now().Add(outageHold).UnixNano())
+		}
+		return err
 	}
 }
 
