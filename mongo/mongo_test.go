@@ -142,6 +142,33 @@ func TestFencing(t *testing.T) {
 	wantLogs(t, b, map[string]int64{"log-1": 3, h.Log: 3})
 }
 
+// TestHeadAfterLapsedLease checks that a replica whose lease lapsed while
+// it was paused (its renewer has not run since) does not report the stale
+// head of a log another replica took over: Head confirms the lease first
+// and moves to a new log. Ingest would otherwise compare that stale size
+// with the new owner's checkpoints and refuse writes for good.
+func TestHeadAfterLapsedLease(t *testing.T) {
+	uri := NewDatabaseURI(t)
+	var skew atomic.Int64 // how far a's clock is ahead
+	aNow := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	a := MustOpenStore(t, uri, Config{LeaseTTL: time.Minute, Now: aNow})
+	ba := storetest.NewBuilder(mustHead(t, a).Log)
+	storetest.Append(t, a, ba, storetest.Events(2)...)
+
+	b := MustOpenStore(t, uri, Config{LeaseTTL: time.Minute, Now: later})
+	if h := mustHead(t, b); h != (trail.Head{Log: "log-1", Size: 2}) {
+		t.Fatalf("b: Head: got %+v, want {log-1 2}", h)
+	}
+	storetest.Append(t, b, storetest.LoadBuilder(t, b, "log-1"), storetest.Events(1)...)
+
+	// a wakes up two minutes later, before its renewer runs.
+	skew.Store(int64(2 * time.Minute))
+	h := mustHead(t, a)
+	if h.Log == "log-1" || h.Size != 0 {
+		t.Fatalf("a: Head after its lease lapsed: got %+v, want a new empty log, not log-1", h)
+	}
+}
+
 // TestFencedByRecord checks the fencing token itself: a writer whose batch
 // meets a record of another writer at one of its seqs gets ErrFenced, and
 // its batch never becomes visible. The steps are called directly, as a
