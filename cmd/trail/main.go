@@ -94,6 +94,7 @@ Commands:
 	bench     generate load over HTTP; report events/s and latency
 	export    export a log
 	verify    check a log against its signed checkpoints
+	keygen    create the checkpoint signing key; print its verifier key
 	version   print the version
 
 Run "trail <command> -h" for a command's flags. Every flag can also be set
@@ -123,6 +124,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.runExport(ctx, args)
 	case "verify":
 		return c.runVerify(ctx, args)
+	case "keygen":
+		return c.runKeygen(ctx, args)
 	case "version":
 		fmt.Fprintln(c.stdout, versionString())
 		return nil

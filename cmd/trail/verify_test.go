@@ -182,3 +182,28 @@ func TestForgedAppend(t *testing.T) {
 		t.Fatalf("readyz after forgery: got %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestKeygen creates a key for a server to use, and checks that the
+// verifier key it prints verifies that server's checkpoints.
+func TestKeygen(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "trail.key")
+	code, out, errOut := runMain(context.Background(), "", "keygen", "--key-file", key, "--origin", "audit.test")
+	if code != 0 || !strings.HasPrefix(out, "audit.test+") {
+		t.Fatalf("keygen: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	vkey := strings.TrimSpace(out)
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	if code, again, _ := runMain(context.Background(), "", "keygen", "--key-file", key); code != 0 || strings.TrimSpace(again) != vkey {
+		t.Fatalf("keygen of an existing key: exit %d, got %q, want the same verifier key %q", code, again, vkey)
+	}
+	srv := MustStartServe(t, dir, "--key-file", key, "--origin", "audit.test", "--checkpoint-interval", "50ms")
+	postEvents(t, srv.URL, 3, 0)
+	vfile := filepath.Join(t.TempDir(), "trail.vkey")
+	os.WriteFile(vfile, []byte(vkey+"\n"), 0o644)
+	if code, out := runCLI("verify", "--url", srv.URL, "--key-file", vfile, "--state", filepath.Join(t.TempDir(), "s.json")); code != 0 {
+		t.Fatalf("verify with the printed key: exit %d\n%s", code, out)
+	}
+}
