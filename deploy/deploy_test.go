@@ -75,7 +75,7 @@ func TestComposeConfig(t *testing.T) {
 			"mongo-init", "mongo-keyfile", "mongos", "nginx",
 			"shard1-1", "shard1-2", "shard1-3",
 			"shard2-1", "shard2-2", "shard2-3",
-			"trail-1", "trail-2",
+			"trail-1", "trail-2", "trail-keygen",
 		}},
 	}
 	for _, tt := range tests {
