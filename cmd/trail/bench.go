@@ -418,10 +418,16 @@ func errClass(err error) string {
 		return "connection closed"
 	}
 	s := err.Error()
-	if strings.Contains(s, "server closed idle connection") {
+	switch {
+	case strings.Contains(s, "server closed idle connection"), strings.Contains(s, "use of closed network connection"):
 		// The server closed a kept-alive connection as the request left
-		// (shutting down, or at its idle timeout).
+		// (shutting down, or at its idle timeout), and the transport
+		// closed its end while writing.
 		return "connection closed"
+	case strings.Contains(s, "broken pipe"), strings.Contains(s, "connection reset by peer"):
+		// The same, seen while writing the request; net/http does not
+		// always wrap the errno.
+		return "connection reset"
 	}
 	if len(s) > 80 {
 		s = s[:80]
