@@ -11,18 +11,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/trail-audit/trail"
 )
 
-// ExportHeader is the first line of an export (GET /export, trail export):
-// which log, which seq range, and the signed checkpoint the records are
-// checked against.
-type ExportHeader struct {
-	Format     int    `json:"trail_export"` // 1
-	Log        string `json:"log"`
-	From       int64  `json:"from"`
-	To         int64  `json:"to"`
-	Checkpoint string `json:"checkpoint"`
-}
+// ExportHeader is the first line of an export.
+type ExportHeader = trail.ExportHeader
 
 // Export streams log's records with from <= seq < to (to < 0: up to the
 // latest checkpoint; to == EndOfLog: every stored record), as an export:

@@ -208,18 +208,9 @@ func (c *Client) VerifierKey(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// A RecordProof is the answer of GET /logs/{id}/proof: the record's place,
-// its leaf hash, and an inclusion proof in the tree of Size records, whose
-// signed checkpoint comes with it.
-type RecordProof struct {
-	ID         string           `json:"id"`
-	Log        string           `json:"log"`
-	Seq        int64            `json:"seq"`
-	Size       int64            `json:"size"`
-	LeafHash   tlog.Hash        `json:"leaf_hash"`
-	Proof      tlog.RecordProof `json:"proof"`
-	Checkpoint string           `json:"checkpoint"`
-}
+// A RecordProof is the answer of GET /logs/{id}/proof; check it with
+// Verify.
+type RecordProof struct{ trail.RecordProof }
 
 // Proof returns the inclusion proof of the record with id in the tree of
 // size records (0: the latest checkpoint's tree). Check it with Verify.
@@ -235,14 +226,9 @@ func (c *Client) Proof(ctx context.Context, id string, size int64) (*RecordProof
 	return &p, nil
 }
 
-// A ConsistencyProof is the answer of GET /proof/consistency: it proves
-// that the tree of To records extends the tree of From records.
-type ConsistencyProof struct {
-	Log   string         `json:"log"`
-	From  int64          `json:"from"`
-	To    int64          `json:"to"`
-	Proof tlog.TreeProof `json:"proof"`
-}
+// A ConsistencyProof is the answer of GET /proof/consistency; check it
+// with Verify.
+type ConsistencyProof struct{ trail.ConsistencyProof }
 
 // Consistency returns the proof that log's tree of to records extends its
 // tree of from records. Check it with Verify.

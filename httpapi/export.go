@@ -14,15 +14,6 @@ import (
 // never holds one read transaction open throughout.
 const exportChunk = 4096
 
-// exportHeader is the first line of an export.
-type exportHeader struct {
-	Format     int    `json:"trail_export"` // 1
-	Log        string `json:"log"`
-	From       int64  `json:"from"`
-	To         int64  `json:"to"`
-	Checkpoint string `json:"checkpoint"` // the latest signed note, "" if signing is off
-}
-
 // handleExport streams a log's records with from <= seq < to in seq order,
 // verbatim, one a line, after a header line that names the range and
 // carries the latest signed checkpoint. to defaults to that checkpoint's
@@ -96,7 +87,7 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	b, _ := json.Marshal(exportHeader{Format: 1, Log: log, From: from, To: to, Checkpoint: string(note)})
+	b, _ := json.Marshal(trail.ExportHeader{Format: 1, Log: log, From: from, To: to, Checkpoint: string(note)})
 	h := w.Header()
 	h.Set("Content-Type", "application/x-ndjson")
 	h.Set("Cache-Control", "no-cache")

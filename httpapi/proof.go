@@ -48,17 +48,6 @@ func (s *server) handleCheckpointKey(w http.ResponseWriter, r *http.Request) {
 	writeText(w, "no-cache", []byte(s.cps.Verifier()))
 }
 
-// recordProof is the answer of GET /logs/{id}/proof.
-type recordProof struct {
-	ID         string           `json:"id"`
-	Log        string           `json:"log"`
-	Seq        int64            `json:"seq"`
-	Size       int64            `json:"size"`
-	LeafHash   tlog.Hash        `json:"leaf_hash"`
-	Proof      tlog.RecordProof `json:"proof"`
-	Checkpoint string           `json:"checkpoint"` // the signed note of the tree of Size
-}
-
 // handleProofRecord proves that a record is in its log's tree of a signed
 // size: the latest checkpoint's, or ?size=N for a stored checkpoint of
 // exactly N records.
@@ -134,17 +123,9 @@ func (s *server) handleProofRecord(w http.ResponseWriter, r *http.Request) {
 		cache = "public, max-age=31536000, immutable" // a fixed tree never changes
 	}
 	w.Header().Set("Cache-Control", cache)
-	writeJSON(w, http.StatusOK, recordProof{
+	writeJSON(w, http.StatusOK, trail.RecordProof{
 		ID: id, Log: e.Log, Seq: e.Seq, Size: size, LeafHash: leafHash(e), Proof: proof, Checkpoint: string(note),
 	})
-}
-
-// treeProof is the answer of GET /proof/consistency.
-type treeProof struct {
-	Log   string         `json:"log"`
-	From  int64          `json:"from"`
-	To    int64          `json:"to"`
-	Proof tlog.TreeProof `json:"proof"`
 }
 
 // handleProofConsistency proves that a log's tree of size from is a prefix
@@ -214,7 +195,7 @@ func (s *server) handleProofConsistency(w http.ResponseWriter, r *http.Request) 
 		cache = "public, max-age=31536000, immutable"
 	}
 	w.Header().Set("Cache-Control", cache)
-	writeJSON(w, http.StatusOK, treeProof{Log: log, From: from, To: to, Proof: proof})
+	writeJSON(w, http.StatusOK, trail.ConsistencyProof{Log: log, From: from, To: to, Proof: proof})
 }
 
 // signing returns an ENOTFOUND error if this server signs no checkpoints.
