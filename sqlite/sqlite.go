@@ -521,23 +521,34 @@ const maxParams = 500
 
 func (s *Store) lookup(ctx context.Context, q querier, ids []string) (map[string]*trail.Entry, error) {
 	m := make(map[string]*trail.Entry)
-	args := make([]any, 0, min(len(ids), maxParams))
-	for len(ids) > 0 {
-		n := min(len(ids), maxParams)
-		args = args[:0]
-		for _, id := range ids[:n] {
-			args = append(args, id)
-		}
-		ids = ids[n:]
-		err := s.query(ctx, q, "SELECT "+readCols+" FROM records WHERE id IN ("+params(n)+")", args, func(e *trail.Entry) error {
+	err := inChunks(ids, func(args []any) error {
+		return s.query(ctx, q, "SELECT "+readCols+" FROM records WHERE id IN ("+params(len(args))+")", args, func(e *trail.Entry) error {
 			m[e.ID] = e
 			return nil
 		})
-		if err != nil {
-			return nil, err
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// inChunks calls fn with vals as query arguments, at most maxParams at a
+// time.
+func inChunks[T any](vals []T, fn func(args []any) error) error {
+	args := make([]any, 0, min(len(vals), maxParams))
+	for len(vals) > 0 {
+		n := min(len(vals), maxParams)
+		args = args[:0]
+		for _, v := range vals[:n] {
+			args = append(args, v)
+		}
+		vals = vals[n:]
+		if err := fn(args); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // params returns n comma-separated placeholders.
@@ -748,19 +759,8 @@ func (s *Store) ReadHashes(ctx context.Context, log string, indexes []int64) ([]
 		if log != s.log {
 			return m, nil
 		}
-		args := make([]any, 0, min(len(seqs), maxParams))
-		for len(seqs) > 0 {
-			n := min(len(seqs), maxParams)
-			args = args[:0]
-			for _, seq := range seqs[:n] {
-				args = append(args, seq)
-			}
-			seqs = seqs[n:]
-			if err := s.readHashes(ctx, m, args); err != nil {
-				return nil, err
-			}
-		}
-		return m, nil
+		err := inChunks(seqs, func(args []any) error { return s.readHashes(ctx, m, args) })
+		return m, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read hashes of %s: %w", log, err)
