@@ -121,40 +121,47 @@ func loadVerifierKey(key, file string) (string, error) {
 	return key, nil
 }
 
-// open verifies a checkpoint note and checks it against the state.
-func (v *verifier) open(ctx context.Context, note []byte, prove func(from, to int64) (tlog.TreeProof, error)) (trail.Checkpoint, error) {
+// openNote verifies a checkpoint note's signature with the pinned key.
+func (v *verifier) openNote(note []byte) (trail.Checkpoint, error) {
 	cp, err := merkle.Open(note, v.key)
 	if err != nil {
 		return cp, fmt.Errorf("checkpoint: %w (is --key the key of this log?)", err)
 	}
+	return cp, nil
+}
+
+// accept checks a verified checkpoint against the state: it must extend
+// the last one seen of its origin. Then it becomes the one remembered.
+func (v *verifier) accept(note []byte, cp trail.Checkpoint, prove func(from, to int64) (tlog.TreeProof, error)) error {
 	fmt.Fprintf(v.out, "checkpoint: %s size %d root %v: signature OK\n", cp.Origin, cp.Size, cp.Hash)
 	prev, ok := v.state.Origins[cp.Origin]
 	switch {
 	case !ok:
 		fmt.Fprintf(v.out, "consistency: first checkpoint seen of %s\n", cp.Origin)
 	case prev.Size > cp.Size:
-		return cp, fmt.Errorf("the log shrank: its checkpoint has size %d but size %d was seen on %s: records were removed or the log was replaced", cp.Size, prev.Size, prev.Seen.Format(time.RFC3339))
+		return fmt.Errorf("the log shrank: its checkpoint has size %d but size %d was seen on %s: records were removed or the log was replaced", cp.Size, prev.Size, prev.Seen.Format(time.RFC3339))
 	case prev.Size == cp.Size:
 		if prev.Root != cp.Hash {
-			return cp, fmt.Errorf("the log forked: size %d had root %v on %s and now has %v", cp.Size, prev.Root, prev.Seen.Format(time.RFC3339), cp.Hash)
+			return fmt.Errorf("the log forked: size %d had root %v on %s and now has %v", cp.Size, prev.Root, prev.Seen.Format(time.RFC3339), cp.Hash)
 		}
 		fmt.Fprintf(v.out, "consistency: same checkpoint as seen before\n")
 	default:
 		var p tlog.TreeProof
+		var err error
 		if prove != nil {
 			if p, err = prove(prev.Size, cp.Size); err != nil {
-				return cp, fmt.Errorf("consistency proof from %d to %d: %w", prev.Size, cp.Size, err)
+				return fmt.Errorf("consistency proof from %d to %d: %w", prev.Size, cp.Size, err)
 			}
 		} else if p, err = tlog.ProveTree(cp.Size, prev.Size, v.audit); err != nil { // offline: from the records
-			return cp, fmt.Errorf("consistency from %d to %d: %w", prev.Size, cp.Size, err)
+			return fmt.Errorf("consistency from %d to %d: %w", prev.Size, cp.Size, err)
 		}
 		if err := tlog.CheckTree(p, cp.Size, cp.Hash, prev.Size, prev.Root); err != nil {
-			return cp, fmt.Errorf("the log was rewritten: the checkpoint of size %d does not extend the one of size %d seen on %s (%v)", cp.Size, prev.Size, prev.Seen.Format(time.RFC3339), err)
+			return fmt.Errorf("the log was rewritten: the checkpoint of size %d does not extend the one of size %d seen on %s (%v)", cp.Size, prev.Size, prev.Seen.Format(time.RFC3339), err)
 		}
 		fmt.Fprintf(v.out, "consistency: extends the checkpoint of size %d seen before\n", prev.Size)
 	}
 	v.state.Origins[cp.Origin] = seenCheckpoint{Size: cp.Size, Root: cp.Hash, Note: string(note), Seen: time.Now().UTC()}
-	return cp, nil
+	return nil
 }
 
 func (v *verifier) verifyServer(ctx context.Context, cl *client.Client, log string, quick bool, wait time.Duration, stderr io.Writer) error {
@@ -170,12 +177,10 @@ func (v *verifier) verifyServer(ctx context.Context, cl *client.Client, log stri
 		if err != nil {
 			return fmt.Errorf("fetch checkpoint: %w", err)
 		}
-		v.cp, err = merkle.Open(note, v.key)
-		if err != nil {
-			return fmt.Errorf("checkpoint: %w (is --key the key of this log?)", err)
+		if v.cp, err = v.openNote(note); err != nil {
+			return err
 		}
-		_, err = v.open(ctx, note, prove)
-		return err
+		return v.accept(note, v.cp, prove)
 	}
 	body, err := cl.Export(ctx, log, 0, -1)
 	if err != nil {
@@ -196,7 +201,7 @@ func (v *verifier) verifyServer(ctx context.Context, cl *client.Client, log stri
 		}
 		return fmt.Errorf("seq %d: the record was changed: from it on, the records no longer match the signed checkpoint of size %d (%v)", bad, cp.Size, err)
 	}
-	if _, err := v.open(ctx, []byte(h.Checkpoint), prove); err != nil {
+	if err := v.accept([]byte(h.Checkpoint), cp, prove); err != nil {
 		return err
 	}
 	return v.checkTail(ctx, cl, h.Log, wait, prove)
@@ -209,9 +214,9 @@ func (v *verifier) auditExport(ctx context.Context, r io.Reader, stderr io.Write
 	if err != nil {
 		return nil, trail.Checkpoint{}, err
 	}
-	cp, err := merkle.Open([]byte(h.Checkpoint), v.key)
+	cp, err := v.openNote([]byte(h.Checkpoint))
 	if err != nil {
-		return h, cp, fmt.Errorf("checkpoint: %w (is --key the key of this log?)", err)
+		return h, cp, err
 	}
 	v.cp = cp
 	if h.From != 0 || h.To != cp.Size {
@@ -279,14 +284,14 @@ func (v *verifier) checkTail(ctx context.Context, cl *client.Client, log string,
 		if err != nil {
 			return fmt.Errorf("fetch checkpoint: %w", err)
 		}
-		cp, err := merkle.Open(note, v.key)
+		cp, err := v.openNote(note)
 		if err != nil {
-			return fmt.Errorf("checkpoint: %w", err)
+			return err
 		}
 		if cp.Size >= end {
-			p, err := prove(end, cp.Size)
-			if cp.Size == end {
-				p, err = nil, nil
+			var p tlog.TreeProof
+			if cp.Size > end {
+				p, err = prove(end, cp.Size)
 			}
 			root, rerr := v.audit.Root(end)
 			if err == nil {
@@ -298,7 +303,7 @@ func (v *verifier) checkTail(ctx context.Context, cl *client.Client, log string,
 			if err != nil {
 				return fmt.Errorf("seq %d..%d: the records past the checkpoint do not match the next signed checkpoint (size %d): %v", v.cp.Size, end-1, cp.Size, err)
 			}
-			if _, err := v.open(ctx, note, prove); err != nil {
+			if err := v.accept(note, cp, prove); err != nil {
 				return err
 			}
 			fmt.Fprintf(v.out, "tail: the %d records past the audited checkpoint are covered by the checkpoint of size %d\n", end-v.cp.Size, cp.Size)
@@ -329,8 +334,7 @@ func (v *verifier) verifyFile(ctx context.Context, path string, stderr io.Writer
 		}
 		return err
 	}
-	_, err = v.open(ctx, []byte(h.Checkpoint), nil)
-	return err
+	return v.accept([]byte(h.Checkpoint), cp, nil)
 }
 
 // logOf returns the log name: the flag if set, else the origin's last part.
