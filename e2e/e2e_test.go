@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail/deploy"
+	"github.com/trail-audit/trail/internal/testmongo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -96,20 +96,6 @@ func ferretBinary(tb testing.TB) string {
 
 func ci() bool { return os.Getenv("CI") == "true" }
 
-// need returns the value of the environment variable name, or skips the
-// test if it is unset (fails it with CI=true); what names the test.
-func need(tb testing.TB, name, what string) string {
-	tb.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		if ci() {
-			tb.Fatalf("%s is not set, and CI=true: %s must run in CI (scripts/test.sh sets it)", name, what)
-		}
-		tb.Skipf("%s is not set (scripts/test.sh sets it); skipping %s", name, what)
-	}
-	return v
-}
-
 // nginxBinary returns the nginx binary, or skips (fails with CI=true).
 func nginxBinary(tb testing.TB) string {
 	tb.Helper()
@@ -123,18 +109,12 @@ func nginxBinary(tb testing.TB) string {
 	return bin
 }
 
-// MustOpenDB returns uri with a fresh database name, and that database
-// through the driver; the database is dropped at the end of the test.
-func MustOpenDB(tb testing.TB, uri string) (string, *mongo.Database) {
+// MustOpenDB returns the URI of a fresh database on the MongoDB test server
+// (dropped at the end of the test), and that database through the driver.
+func MustOpenDB(tb testing.TB) (string, *mongo.Database) {
 	tb.Helper()
-	fresh := withDB(tb, uri, "e2e_"+strings.ToLower(rand.Text()[:12]))
-	db := MustConnect(tb, fresh)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		db.Drop(ctx)
-	})
-	return fresh, db
+	uri := testmongo.DatabaseURI(tb)
+	return uri, MustConnect(tb, uri)
 }
 
 // MustConnect returns the database of uri through the driver, which is

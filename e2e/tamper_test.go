@@ -21,7 +21,6 @@ import (
 // after it, so that its start-up integrity check runs on the changed log.
 func TestMongoTamper(t *testing.T) {
 	const n = 40
-	base := need(t, "TRAIL_TEST_MONGODB_URI", "the MongoDB tamper test")
 	for _, tt := range []struct {
 		name   string
 		tamper func(ctx context.Context, records *mongo.Collection, log string) (int64, error)
@@ -73,7 +72,7 @@ func TestMongoTamper(t *testing.T) {
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			uri, db := MustOpenDB(t, base)
+			uri, db := MustOpenDB(t)
 			dir := t.TempDir()
 			key := filepath.Join(dir, "trail.key")
 			srv := startTrail(t, "trail-1", dir, serveArgs("127.0.0.1:0", uri, key)...)
