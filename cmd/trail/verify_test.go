@@ -42,6 +42,27 @@ func postEvents(t *testing.T, url string, n, from int) {
 	}
 }
 
+// waitCheckpoint waits until the server at url has stored a signed
+// checkpoint of at least size records: they are stored off the commit path.
+func waitCheckpoint(t *testing.T, url string, size int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url + "/checkpoint")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if cp, err := trail.ParseNote(body); err == nil && resp.StatusCode == http.StatusOK && cp.Size >= size {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no signed checkpoint of %d records within 10s", size)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // tamper runs SQL against the embedded store's file directly, as a
 // database administrator would, after dropping trail's triggers.
 func tamper(t *testing.T, dir string, stmts ...string) {
@@ -136,7 +157,7 @@ func TestForgedAppend(t *testing.T) {
 	dir := t.TempDir()
 	srv := MustStartServe(t, dir, "--checkpoint-interval", "50ms")
 	postEvents(t, srv.URL, 10, 0)
-	time.Sleep(200 * time.Millisecond) // let a checkpoint cover the 10
+	waitCheckpoint(t, srv.URL, 10)
 
 	// The forger uses trail's own code to make a perfect record.
 	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
@@ -201,6 +222,7 @@ func TestKeygen(t *testing.T) {
 	}
 	srv := MustStartServe(t, dir, "--key-file", key, "--origin", "audit.test", "--checkpoint-interval", "50ms")
 	postEvents(t, srv.URL, 3, 0)
+	waitCheckpoint(t, srv.URL, 3)
 	vfile := filepath.Join(t.TempDir(), "trail.vkey")
 	os.WriteFile(vfile, []byte(vkey+"\n"), 0o644)
 	if code, out := runCLI("verify", "--url", srv.URL, "--key-file", vfile, "--state", filepath.Join(t.TempDir(), "s.json")); code != 0 {
