@@ -6,7 +6,10 @@
 #   bash scripts/test.sh -run TestAppend  # extra arguments go to `go test`
 #   bash scripts/test.sh -v ./sqlite/     # packages given: only those
 #
-# It fails on unformatted files (gofmt -l), then runs go vet, staticcheck
+# It first installs what the tests need and the machine lacks (nginx,
+# docker-compose, gcc; with apt-get, as root or through sudo), so that it
+# works on a fresh Debian machine. Then it fails on unformatted files
+# (gofmt -l), runs go vet, staticcheck
 # (pinned), builds the FerretDB test server (tools/ferretdb, cached under
 # .cache/ferretdb by the hash of its sources), starts it on a free loopback
 # port with a throwaway data directory, and runs `go test -race -count=1
@@ -93,6 +96,41 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# --- system packages -----------------------------------------------------
+# The tests need nginx (the NGINX tests run the real server on loopback
+# ports), docker-compose (only for `docker-compose config`; no Docker engine
+# is needed), gcc for cgo (go test -race) and git. Whatever is missing is
+# installed here with apt, as root or through sudo, so that this one command
+# works on a fresh Debian machine exactly as it does in CI.
+install_missing() {
+	local missing=() sudo=() policy= rc=0
+	command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+	command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+	command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+	command -v git >/dev/null 2>&1 || missing+=(git)
+	((${#missing[@]})) || return 0
+
+	say "installing ${missing[*]} with apt-get"
+	if ((EUID != 0)); then
+		command -v sudo >/dev/null 2>&1 ||
+			die "${missing[*]} missing, and installing needs root or sudo: run as root, or apt-get install -y --no-install-recommends ${missing[*]}"
+		sudo=(sudo)
+	fi
+	# Keep the nginx package from starting a system nginx on port 80: the
+	# tests start their own, as a child process on loopback ports.
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+	fi
+	# No recommends: docker-compose would otherwise pull in the Docker engine.
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+	[[ -z $policy ]] || "${sudo[@]}" rm -f "$policy"
+	((rc == 0)) || die "apt-get install ${missing[*]} failed (exit $rc); its output is above"
+}
+install_missing
 
 # --- tools ---------------------------------------------------------------
 
