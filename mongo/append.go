@@ -13,7 +13,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	driver "go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // recordDoc is a record as stored. B holds the record bytes verbatim, so
@@ -76,15 +75,11 @@ func (b *batch) recordDocs() []any {
 	docs := make([]any, len(b.entries))
 	for i, e := range b.entries {
 		t := e.TargetOrZero()
-		h := make([]byte, 0, len(e.Hashes)*tlog.HashSize)
-		for _, x := range e.Hashes {
-			h = append(h, x[:]...)
-		}
 		docs[i] = recordDoc{
 			ID: recordID(b.log, e.Seq), Log: b.log, Seq: e.Seq, EventID: e.ID, T: e.Time.UnixNano(),
 			Tenant: e.Tenant, Actor: e.Actor.ID, ActorType: e.Actor.Type, Action: e.Action,
 			Target: t.ID, TargetType: t.Type, Source: e.Source.Service, Outcome: e.Outcome,
-			B: string(e.Bytes), D: e.Digest[:], H: h, Tok: b.tok,
+			B: string(e.Bytes), D: e.Digest[:], H: trail.EncodeHashes(e.Hashes), Tok: b.tok,
 		}
 	}
 	return docs

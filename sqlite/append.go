@@ -116,9 +116,7 @@ func (s *Store) insert(ctx context.Context, entries []*trail.Entry) error {
 		args := s.args[:0]
 		for _, e := range entries[off : off+n] {
 			start := len(hbuf)
-			for i := range e.Hashes {
-				hbuf = append(hbuf, e.Hashes[i][:]...)
-			}
+			hbuf = trail.AppendHashes(hbuf, e.Hashes)
 			tg := e.TargetOrZero()
 			if withSeq {
 				args = append(args, e.Seq)

@@ -77,7 +77,7 @@ func (s *Store) Get(ctx context.Context, id string) (*trail.Entry, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("sqlite: get %q: %w", id, err)
 	}
-	hs, err := decodeHashes(hashes)
+	hs, err := trail.DecodeHashes(hashes)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: get %q: seq %d: %w", id, seq, err)
 	}
@@ -224,7 +224,7 @@ func (s *Store) query(ctx context.Context, q querier, query string, args []any, 
 		if e.Digest, err = decodeDigest(digest); err != nil {
 			return fmt.Errorf("seq %d: %w", seq, err)
 		}
-		if e.Hashes, err = decodeHashes(hashes); err != nil {
+		if e.Hashes, err = trail.DecodeHashes(hashes); err != nil {
 			return fmt.Errorf("seq %d: %w", seq, err)
 		}
 		e.ID, e.Log, e.Seq = id, log, seq
@@ -241,17 +241,6 @@ func (s *Store) query(ctx context.Context, q querier, query string, args []any, 
 		}
 	}
 	return rows.Err()
-}
-
-func decodeHashes(b []byte) ([]tlog.Hash, error) {
-	if len(b) == 0 || len(b)%tlog.HashSize != 0 {
-		return nil, fmt.Errorf("stored hashes are %d bytes, not a positive multiple of %d", len(b), tlog.HashSize)
-	}
-	hs := make([]tlog.Hash, len(b)/tlog.HashSize)
-	for i := range hs {
-		copy(hs[i][:], b[i*tlog.HashSize:])
-	}
-	return hs, nil
 }
 
 func decodeDigest(b []byte) (trail.Digest, error) {
@@ -291,7 +280,7 @@ func (s *Store) readHashes(ctx context.Context, m map[int64][]tlog.Hash, seqs []
 		if err := rows.Scan(&seq, &b); err != nil {
 			return err
 		}
-		if m[seq], err = decodeHashes(b); err != nil {
+		if m[seq], err = trail.DecodeHashes(b); err != nil {
 			return fmt.Errorf("seq %d: %w", seq, err)
 		}
 	}
