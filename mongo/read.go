@@ -87,12 +87,12 @@ func (s *Store) lookup(ctx context.Context, ids []string, out map[string]*trail.
 // Get returns the visible entry with the id, or trail.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*trail.Entry, error) {
 	m, err := s.Lookup(ctx, []string{id})
-	if err != nil {
-		return nil, fmt.Errorf("mongo: get: %w", err)
-	}
 	e, ok := m[id]
-	if !ok {
-		return nil, trail.ErrNotFound
+	if err == nil && !ok {
+		err = trail.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mongo: get %q: %w", id, err)
 	}
 	return e, nil
 }
@@ -320,11 +320,11 @@ func (s *Store) Checkpoint(ctx context.Context, log string, size int64) ([]byte,
 	}
 	var docs []checkpointDoc
 	err := s.find(ctx, s.cps, filter, options.Find().SetSort(bson.D{{Key: "log", Value: 1}, {Key: "size", Value: -1}}).SetLimit(1), &docs)
-	if err != nil {
-		return nil, fmt.Errorf("mongo: checkpoint: %w", err)
+	if err == nil && len(docs) == 0 {
+		err = trail.ErrNotFound
 	}
-	if len(docs) == 0 {
-		return nil, trail.ErrNotFound
+	if err != nil {
+		return nil, fmt.Errorf("mongo: checkpoint of %s at size %d: %w", log, size, err)
 	}
 	return []byte(docs[0].Note), nil
 }

@@ -66,8 +66,9 @@ func testEmpty(t *testing.T, s trail.Store, b *Builder) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping: got %v, want nil", err)
 	}
-	if _, err := s.Get(ctx, "absent"); !errors.Is(err, trail.ErrNotFound) {
-		t.Fatalf("Get of an absent id: got %v, want ErrNotFound", err)
+	// Stores wrap ErrNotFound with the operation, so that logs name it.
+	if _, err := s.Get(ctx, "absent"); !errors.Is(err, trail.ErrNotFound) || !strings.Contains(err.Error(), `get "absent"`) {
+		t.Fatalf("Get of an absent id: got %v, want ErrNotFound wrapped by `get \"absent\"`", err)
 	}
 	m, err := s.Lookup(ctx, []string{"absent"})
 	if err != nil || len(m) != 0 {
@@ -80,8 +81,8 @@ func testEmpty(t *testing.T, s trail.Store, b *Builder) {
 	if err != nil || len(got) != 0 {
 		t.Fatalf("List: got %d entries, %v; want none", len(got), err)
 	}
-	if _, err := s.Checkpoint(ctx, b.Log(), -1); !errors.Is(err, trail.ErrNotFound) {
-		t.Fatalf("Checkpoint: got %v, want ErrNotFound", err)
+	if _, err := s.Checkpoint(ctx, b.Log(), -1); !errors.Is(err, trail.ErrNotFound) || !strings.Contains(err.Error(), "checkpoint of "+b.Log()) {
+		t.Fatalf("Checkpoint: got %v, want ErrNotFound wrapped by %q", err, "checkpoint of "+b.Log())
 	}
 	if err := s.Append(ctx, nil); err != nil {
 		t.Fatalf("Append of no entries: got %v, want nil", err)
