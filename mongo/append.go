@@ -13,7 +13,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	driver "go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // recordDoc is a record as stored. B holds the record bytes verbatim, so
@@ -76,15 +75,11 @@ func (b *batch) recordDocs() []any {
 	docs := make([]any, len(b.entries))
 	for i, e := range b.entries {
 		t := e.TargetOrZero()
-		h := make([]byte, 0, len(e.Hashes)*tlog.HashSize)
-		for _, x := range e.Hashes {
-			h = append(h, x[:]...)
-		}
 		docs[i] = recordDoc{
 			ID: recordID(b.log, e.Seq), Log: b.log, Seq: e.Seq, EventID: e.ID, T: e.Time.UnixNano(),
 			Tenant: e.Tenant, Actor: e.Actor.ID, ActorType: e.Actor.Type, Action: e.Action,
 			Target: t.ID, TargetType: t.Type, Source: e.Source.Service, Outcome: e.Outcome,
-			B: string(e.Bytes), D: e.Digest[:], H: h, Tok: b.tok,
+			B: string(e.Bytes), D: e.Digest[:], H: trail.EncodeHashes(e.Hashes), Tok: b.tok,
 		}
 	}
 	return docs
@@ -259,143 +254,6 @@ func (s *Store) reserve(ctx context.Context, b *batch) (bool, error) {
 	return true, nil
 }
 
-// claimIDs is step 2. An id claimed by a committed record is a conflict
-// (ECONFLICT naming it); one claimed by a batch in flight elsewhere makes
-// the batch wait (ErrUnavailable); a stale claim, left by a batch that was
-// abandoned, is removed and claimed again.
-func (s *Store) claimIDs(ctx context.Context, b *batch) error {
-	docs := b.idDocs()
-	index := map[string]int{}
-	for i, e := range b.entries {
-		index[e.ID] = i
-	}
-	for round := 0; round < 3 && len(docs) > 0; round++ {
-		dups, err := s.insertMany(ctx, s.ids, docs)
-		if err != nil {
-			return s.wrap("claim ids", err)
-		}
-		if len(dups) == 0 {
-			return nil
-		}
-		var retry []any
-		var conflict trail.Error
-		var busy string
-		for _, i := range dups {
-			d := docs[i].(idDoc)
-			state, old, err := s.claimState(ctx, d.ID, true)
-			if err != nil {
-				return err
-			}
-			switch {
-			case state == claimMissing:
-				retry = append(retry, d)
-			case old.Tok == b.tok:
-				// Ours, from an earlier try of this batch.
-			case state == claimLive:
-				conflict.Items = append(conflict.Items, trail.ItemError{
-					Index: index[d.ID], Reason: fmt.Sprintf("id %q is already stored", d.ID)})
-			case state == claimInFlight:
-				busy = d.ID
-			case state == claimStale:
-				if err := s.dropClaim(ctx, old); err != nil {
-					return err
-				}
-				retry = append(retry, d)
-			}
-		}
-		if len(conflict.Items) > 0 {
-			conflict.Code = trail.ECONFLICT
-			conflict.Message = conflict.Items[0].Reason
-			if len(conflict.Items) > 1 {
-				conflict.Message = fmt.Sprintf("%s (and %d more)", conflict.Message, len(conflict.Items)-1)
-			}
-			return &conflict
-		}
-		if busy != "" {
-			// Not ErrUnavailable's wrapping via s.wrap: this is no outage,
-			// but it ends the batch the same way and maps to 503.
-			return &claimBusyError{id: busy}
-		}
-		docs = retry
-	}
-	if len(docs) > 0 {
-		return fmt.Errorf("claim ids: %d ids still contended: %w", len(docs), trail.ErrUnavailable)
-	}
-	return nil
-}
-
-// claimBusyError says an id is being stored by another batch right now.
-type claimBusyError struct{ id string }
-
-func (e *claimBusyError) Error() string {
-	return fmt.Sprintf("claim ids: id %q is being stored by another request; retry later", e.id)
-}
-
-func (e *claimBusyError) Unwrap() error { return trail.ErrUnavailable }
-
-// Claim states.
-const (
-	claimMissing  = iota // no claim (it was removed meanwhile)
-	claimLive            // it names a committed record
-	claimInFlight        // it names a record of a pending batch
-	claimStale           // it names a batch that will never be visible
-)
-
-// claimState reads the claim on id and tells what it is worth. The order of
-// reads matters: a claim is written after its batch is reserved and before
-// it commits, so reading the claim and then its log cannot mistake a live
-// claim for a stale one. If settleExpired is set, the batch of a claim whose
-// log's lease expired is settled first (see recoverLog).
-func (s *Store) claimState(ctx context.Context, id string, settleExpired bool) (int, *idDoc, error) {
-	fctx, cancel := s.opContext(ctx)
-	var c idDoc
-	err := s.ids.FindOne(fctx, bson.D{{Key: "_id", Value: id}}).Decode(&c)
-	cancel()
-	if errors.Is(err, driver.ErrNoDocuments) {
-		return claimMissing, nil, nil
-	}
-	if err != nil {
-		return 0, nil, s.wrap("claim ids: read claim", err)
-	}
-	d, err := s.readLog(ctx, c.Log)
-	if err != nil {
-		return 0, nil, fmt.Errorf("claim ids: %w", err)
-	}
-	if d.Pending != nil && d.Pending.Tok == c.Tok {
-		if !d.Expires.Before(s.cfg.Now()) || d.Owner == s.owner || !settleExpired {
-			return claimInFlight, &c, nil
-		}
-		// The batch's owner died: settle the batch now, then look again.
-		if err := s.recoverLog(ctx, *d); err != nil {
-			return 0, nil, fmt.Errorf("claim ids: recover %s: %w", d.ID, err)
-		}
-		return s.claimState(ctx, id, false)
-	}
-	if c.Seq >= d.Committed {
-		return claimStale, &c, nil
-	}
-	recs, err := s.recordsAt(ctx, c.Log, c.Seq, 1)
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(recs) == 1 && recs[0].Tok == c.Tok && recs[0].EventID == c.ID {
-		return claimLive, &c, nil
-	}
-	return claimStale, &c, nil
-}
-
-// dropClaim removes a stale claim, on condition that it is still the same.
-func (s *Store) dropClaim(ctx context.Context, c *idDoc) error {
-	dctx, cancel := s.opContext(ctx)
-	defer cancel()
-	_, err := s.ids.DeleteOne(dctx, bson.D{{Key: "_id", Value: c.ID}, {Key: "log", Value: c.Log}, {Key: "seq", Value: c.Seq}, {Key: "tok", Value: c.Tok}})
-	if err != nil {
-		return s.wrap("claim ids: drop stale claim", err)
-	}
-	s.log.Info("dropped stale id claim", "id", c.ID, "log", c.Log, "seq", c.Seq)
-	return nil
-}
-
 // insertRecords is step 3. A "<log>/<seq>" held by another batch means
 // another writer appended to the log: ErrFenced.
 func (s *Store) insertRecords(ctx context.Context, b *batch, docs []any) error {
@@ -473,119 +331,6 @@ func (s *Store) casCommit(ctx context.Context, log string, p *pendingDoc, size i
 		s.noteSize(log, size)
 	}
 	return res.MatchedCount == 1, nil
-}
-
-// undo abandons a reserved batch none of whose records was inserted: it
-// drops the batch's claims and clears the reservation, so that the same
-// seqs take the next batch.
-func (s *Store) undo(ctx context.Context, b *batch) error {
-	if err := s.dropClaims(ctx, b); err != nil {
-		return err
-	}
-	uctx, cancel := s.opContext(ctx)
-	defer cancel()
-	_, err := s.updateLog(uctx,
-		bson.D{{Key: "_id", Value: b.log}, {Key: "owner", Value: s.owner}, {Key: "pending.tok", Value: b.tok}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "pending", Value: nil}}}})
-	if err != nil {
-		return s.wrap("undo "+recordID(b.log, b.first), err)
-	}
-	s.inDoubt = nil
-	return nil
-}
-
-// dropClaims removes the claims that batch b made, and only those.
-func (s *Store) dropClaims(ctx context.Context, b *batch) error {
-	ids := make(bson.A, len(b.entries))
-	for i, e := range b.entries {
-		ids[i] = e.ID
-	}
-	dctx, cancel := s.opContext(ctx)
-	defer cancel()
-	_, err := s.ids.DeleteMany(dctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "log", Value: b.log}, {Key: "tok", Value: b.tok}})
-	if err != nil {
-		return s.wrap("drop claims", err)
-	}
-	return nil
-}
-
-// fence stops writing to b's log after another writer's record was found at
-// one of b's seqs. The log is sealed if b is still its pending batch, since
-// b's records now hold seqs past the committed size; b's claims are dropped
-// so that its ids can be stored elsewhere. Cleanup errors are only logged:
-// a stale claim is also removed by the next batch that meets it.
-func (s *Store) fence(ctx context.Context, b *batch) {
-	s.fenced = true
-	s.inDoubt = nil
-	if err := s.seal(ctx, b.log, b.tok); err != nil {
-		s.log.Warn("fenced: sealing failed", "log", b.log, "err", err)
-	}
-	if err := s.dropClaims(ctx, b); err != nil {
-		s.log.Warn("fenced: dropping claims failed", "log", b.log, "err", err)
-	}
-}
-
-// seal closes log at its committed size if tok is its pending batch (whose
-// stored records become permanent orphans past the committed size). No one
-// writes to a sealed log again.
-func (s *Store) seal(ctx context.Context, log string, tok int64) error {
-	uctx, cancel := s.opContext(ctx)
-	defer cancel()
-	_, err := s.updateLog(uctx,
-		bson.D{{Key: "_id", Value: log}, {Key: "pending.tok", Value: tok}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "sealed", Value: true}, {Key: "pending", Value: nil}}}})
-	if err != nil {
-		return s.wrap("seal "+log, err)
-	}
-	return nil
-}
-
-// settle decides the in-doubt batch from the log's document: it completes
-// the batch if it is still this store's pending batch (running the
-// idempotent steps again), notes that it was committed, or drops its claims
-// once it surely never will be. The caller holds wmu.
-func (s *Store) settle(ctx context.Context) error {
-	b := s.inDoubt
-	d, err := s.readLog(ctx, b.log)
-	if err != nil {
-		return err
-	}
-	mine := d.Owner == s.owner && !d.Sealed
-	switch {
-	case d.Pending != nil && d.Pending.Tok == b.tok && mine && !s.fenced:
-		if b.abandoned {
-			return s.undo(ctx, b)
-		}
-		s.log.Info("settling in-doubt batch", "log", b.log, "first", b.first, "n", b.n())
-		return s.finish(ctx, b)
-	case d.Pending != nil && d.Pending.Tok == b.tok:
-		// Another replica owns the log now and settles the batch when it
-		// takes it over; until then the batch's ids answer "retry later".
-		s.inDoubt, s.fenced = nil, true
-		return nil
-	case d.Committed >= b.first+b.n():
-		recs, err := s.recordsAt(ctx, b.log, b.first, 1)
-		if err != nil {
-			return err
-		}
-		if len(recs) == 1 && recs[0].Tok == b.tok {
-			s.inDoubt, s.settled = nil, b
-			s.committed = d.Committed
-			s.fenced = s.fenced || !mine
-			return nil
-		}
-	}
-	// The batch is not pending and not committed, so it never will be:
-	// it was never reserved, or was undone, or its log was sealed.
-	if err := s.dropClaims(ctx, b); err != nil {
-		return err
-	}
-	s.inDoubt = nil
-	s.fenced = s.fenced || !mine || d.Committed != b.first
-	if !s.fenced {
-		s.committed = d.Committed
-	}
-	return nil
 }
 
 // insertMany inserts docs unordered and returns the indexes of the ones

@@ -30,8 +30,6 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,7 +41,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
 // Collection names.
@@ -150,14 +147,7 @@ type Store struct {
 	inDoubt   *batch // a batch whose outcome is not known yet
 	settled   *batch // the last batch stored by settling it, until the next normal commit
 
-	// umu serialises updates of log documents; see updateLog.
-	umu sync.Mutex
-
-	// lmu guards the lease, which the renewer updates without wmu.
-	lmu        sync.Mutex
-	leaseLog   string
-	leaseUntil time.Time // by our clock; writes stop before it
-	leaseLost  bool
+	lease // the claimed log's lease and the lock on log document updates
 
 	// smu guards sizes, a cache of committed sizes by log. Sizes only
 	// grow, so a cached size is a safe lower bound for visibility.
@@ -260,71 +250,6 @@ func (s *Store) detectServer(ctx context.Context) error {
 	}
 	_, s.pointReads = info["ferretdbVersion"]
 	s.log.Debug("connected", "version", info["version"], "ferretdb", info["ferretdbVersion"])
-	return nil
-}
-
-// An index is one index the store needs.
-type index struct {
-	coll string
-	name string
-	keys bson.D
-}
-
-// indexes are the indexes the store creates. Records are found by _id
-// "<log>/<seq>" (unique: the fencing token), by log and seq (Scan), and by
-// the List filters in (t, log, seq) order. Ids are unique by their _id.
-var indexes = []index{
-	{collRecords, "log_seq", bson.D{{Key: "log", Value: 1}, {Key: "seq", Value: 1}}},
-	{collRecords, "t_log_seq", bson.D{{Key: "t", Value: 1}, {Key: "log", Value: 1}, {Key: "seq", Value: 1}}},
-	{collRecords, "tenant_t", bson.D{{Key: "tenant", Value: 1}, {Key: "t", Value: 1}, {Key: "log", Value: 1}, {Key: "seq", Value: 1}}},
-	{collRecords, "actor_t", bson.D{{Key: "actor", Value: 1}, {Key: "t", Value: 1}, {Key: "log", Value: 1}, {Key: "seq", Value: 1}}},
-	{collRecords, "action_t", bson.D{{Key: "action", Value: 1}, {Key: "t", Value: 1}, {Key: "log", Value: 1}, {Key: "seq", Value: 1}}},
-	{collCheckpoints, "log_size", bson.D{{Key: "log", Value: 1}, {Key: "size", Value: -1}}},
-}
-
-// createIndexes creates the indexes that do not exist yet, by name.
-// Creating only the missing ones keeps start-up cheap and avoids a FerretDB
-// v1 crash on re-creating existing compound indexes. Replicas starting
-// together may race to create one, hence the retries.
-func (s *Store) createIndexes(ctx context.Context) error {
-	var err error
-	for try := 0; try < 3; try++ {
-		if err = s.createMissingIndexes(ctx); err == nil {
-			return nil
-		}
-	}
-	return s.wrap("create indexes", err)
-}
-
-func (s *Store) createMissingIndexes(ctx context.Context) error {
-	ctx, cancel := s.opContext(ctx)
-	defer cancel()
-	have := map[string]bool{}
-	for _, coll := range []string{collRecords, collCheckpoints} {
-		cur, err := s.db.Collection(coll).Indexes().List(ctx)
-		if err != nil {
-			return err
-		}
-		var specs []struct {
-			Name string `bson:"name"`
-		}
-		if err := cur.All(ctx, &specs); err != nil {
-			return err
-		}
-		for _, spec := range specs {
-			have[coll+"."+spec.Name] = true
-		}
-	}
-	for _, ix := range indexes {
-		if have[ix.coll+"."+ix.name] {
-			continue
-		}
-		_, err := s.db.Collection(ix.coll).Indexes().CreateOne(ctx,
-			driver.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name)})
-		if err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -440,259 +365,6 @@ func (s *Store) abandon() {
 	})
 }
 
-// claim takes a log for writing: the first log of this prefix whose lease
-// expired and that is not sealed, else a new one. Taking over a log settles
-// its pending batch; a batch that cannot be completed seals the log. The
-// caller holds wmu.
-func (s *Store) claim(ctx context.Context) error {
-	s.head, s.committed, s.fenced, s.inDoubt, s.settled = "", 0, false, nil, nil
-	for attempt := 0; attempt < 100; attempt++ {
-		docs, err := s.findLogs(ctx, bson.D{})
-		if err != nil {
-			return fmt.Errorf("claim log: %w", err)
-		}
-		now := s.cfg.Now()
-		last := int64(0)
-		for _, d := range docs {
-			n, ok := s.logNumber(d.ID)
-			if !ok {
-				continue
-			}
-			last = maxInt(last, n)
-			if d.Sealed || d.Expires.After(now) {
-				continue
-			}
-			ok, err := s.takeOver(ctx, d)
-			if err != nil {
-				return err
-			}
-			if ok {
-				return nil
-			}
-		}
-		// Nothing to take over: create the next log.
-		name := s.cfg.LogPrefix + "-" + strconv.FormatInt(last+1, 10)
-		until := s.cfg.Now().Add(s.cfg.LeaseTTL)
-		ictx, cancel := s.opContext(ctx)
-		_, err = s.logs.InsertOne(ictx, logDoc{ID: name, Owner: s.owner, Expires: until, Created: now.UTC()})
-		cancel()
-		if driver.IsDuplicateKeyError(err) {
-			continue // another replica created it first
-		}
-		if err != nil {
-			return s.wrap("claim log: create", err)
-		}
-		s.setHead(name, 0, until)
-		s.log.Info("created log", "log", name, "owner", s.owner)
-		return nil
-	}
-	return fmt.Errorf("claim log: too many concurrent claims: %w", trail.ErrUnavailable)
-}
-
-// takeOver claims the expired log d for writing, after settling its
-// pending batch. It reports false if another replica won the log or the log
-// had to be sealed.
-func (s *Store) takeOver(ctx context.Context, d logDoc) (bool, error) {
-	until, ok, err := s.seize(ctx, d)
-	if err != nil || !ok {
-		return false, err
-	}
-	size, usable, err := s.settlePending(ctx, d)
-	if err != nil || !usable {
-		return false, err
-	}
-	s.setHead(d.ID, size, until)
-	return true, nil
-}
-
-// recoverLog settles the pending batch of d, an expired log of another
-// store, on behalf of a batch that met one of its claims; then it releases
-// the log for the next replica that starts. Without this, the ids of a
-// dead replica's last batch would wait until a new replica claims its log.
-func (s *Store) recoverLog(ctx context.Context, d logDoc) error {
-	_, ok, err := s.seize(ctx, d)
-	if err != nil || !ok {
-		return err
-	}
-	_, usable, err := s.settlePending(ctx, d)
-	if err != nil || !usable {
-		return err
-	}
-	return s.release(ctx, d.ID)
-}
-
-// seize makes this store the owner of d, an expired log, if no other store
-// changed d since it was read.
-func (s *Store) seize(ctx context.Context, d logDoc) (time.Time, bool, error) {
-	until := s.cfg.Now().Add(s.cfg.LeaseTTL)
-	uctx, cancel := s.opContext(ctx)
-	res, err := s.updateLog(uctx,
-		bson.D{{Key: "_id", Value: d.ID}, {Key: "owner", Value: d.Owner}, {Key: "expires", Value: d.Expires}, {Key: "sealed", Value: false}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: s.owner}, {Key: "expires", Value: until}}}})
-	cancel()
-	if err != nil {
-		return until, false, s.wrap("take over "+d.ID, err)
-	}
-	if res.MatchedCount == 1 {
-		s.log.Info("took over log", "log", d.ID, "size", d.Committed, "previous_owner", d.Owner, "owner", s.owner)
-	}
-	return until, res.MatchedCount == 1, nil
-}
-
-// release gives up the lease on log at once.
-func (s *Store) release(ctx context.Context, log string) error {
-	uctx, cancel := s.opContext(ctx)
-	defer cancel()
-	_, err := s.updateLog(uctx,
-		bson.D{{Key: "_id", Value: log}, {Key: "owner", Value: s.owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: time.Unix(0, 0).UTC()}}}})
-	if err != nil {
-		return s.wrap("release "+log, err)
-	}
-	return nil
-}
-
-// settlePending settles the batch that the previous owner of d, a log this
-// store has just seized, left pending. If all its records are stored, it
-// completes the batch; if none is, it drops it; else it seals the log at
-// its committed size, since the missing records are lost and the stored
-// ones hold their seqs. It returns the log's size and whether the log can
-// take more batches.
-func (s *Store) settlePending(ctx context.Context, d logDoc) (int64, bool, error) {
-	p := d.Pending
-	if p == nil {
-		return d.Committed, true, nil
-	}
-	recs, err := s.recordsAt(ctx, d.ID, p.First, p.N)
-	if err != nil {
-		return 0, false, err
-	}
-	complete := int64(len(recs)) == p.N
-	for _, r := range recs {
-		complete = complete && r.Tok == p.Tok
-	}
-	switch {
-	case complete:
-		ok, err := s.casCommit(ctx, d.ID, p, p.First+p.N)
-		if err != nil || !ok {
-			return 0, false, err
-		}
-		s.log.Warn("completed the batch of a dead owner", "log", d.ID, "first", p.First, "n", p.N, "size", p.First+p.N)
-		return p.First + p.N, true, nil
-	case len(recs) == 0:
-		// The batch's claims are left stale: the next batch that meets
-		// one removes it.
-		uctx, cancel := s.opContext(ctx)
-		res, err := s.updateLog(uctx,
-			bson.D{{Key: "_id", Value: d.ID}, {Key: "owner", Value: s.owner}, {Key: "pending.tok", Value: p.Tok}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "pending", Value: nil}}}})
-		cancel()
-		if err != nil {
-			return 0, false, s.wrap("drop pending batch of "+d.ID, err)
-		}
-		if res.MatchedCount == 0 {
-			return 0, false, nil
-		}
-		s.log.Warn("dropped the unwritten batch of a dead owner", "log", d.ID, "first", p.First, "n", p.N)
-		return d.Committed, true, nil
-	}
-	if err := s.seal(ctx, d.ID, p.Tok); err != nil {
-		return 0, false, err
-	}
-	s.log.Warn("sealed log: its owner died mid-batch", "log", d.ID, "size", p.First, "first", p.First, "n", p.N, "stored", len(recs))
-	return p.First, false, nil
-}
-
-// setHead records a claimed log. The caller holds wmu.
-func (s *Store) setHead(log string, committed int64, until time.Time) {
-	s.head, s.committed = log, committed
-	s.lmu.Lock()
-	s.leaseLog, s.leaseUntil, s.leaseLost = log, until, false
-	s.lmu.Unlock()
-	s.noteSize(log, committed)
-}
-
-// renew extends the lease every LeaseTTL/3 until Close.
-func (s *Store) renew() {
-	defer close(s.done)
-	t := time.NewTicker(s.cfg.LeaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-		s.lmu.Lock()
-		log, lost := s.leaseLog, s.leaseLost
-		s.lmu.Unlock()
-		if log == "" || lost {
-			continue
-		}
-		until := s.cfg.Now().Add(s.cfg.LeaseTTL)
-		ctx, cancel := context.WithTimeout(context.Background(), min(s.cfg.OpTimeout, s.cfg.LeaseTTL/3))
-		res, err := s.updateLog(ctx,
-			bson.D{{Key: "_id", Value: log}, {Key: "owner", Value: s.owner}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: until}}}})
-		cancel()
-		s.lmu.Lock()
-		switch {
-		case s.leaseLog != log:
-		case err != nil:
-			s.log.Warn("lease renewal failed", "log", log, "err", err)
-		case res.MatchedCount == 0:
-			s.leaseLost = true
-			s.log.Warn("lease lost to another replica", "log", log, "owner", s.owner)
-		default:
-			s.leaseUntil = until
-		}
-		s.lmu.Unlock()
-	}
-}
-
-// confirmLease renews the lease on the claimed log if this store still
-// owns it, and reports whether it was lost. The caller holds wmu.
-func (s *Store) confirmLease(ctx context.Context) (bool, error) {
-	until := s.cfg.Now().Add(s.cfg.LeaseTTL)
-	uctx, cancel := s.opContext(ctx)
-	res, err := s.updateLog(uctx,
-		bson.D{{Key: "_id", Value: s.head}, {Key: "owner", Value: s.owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: until}}}})
-	cancel()
-	if err != nil {
-		return false, s.wrap("renew lease on "+s.head, err)
-	}
-	s.lmu.Lock()
-	defer s.lmu.Unlock()
-	if res.MatchedCount == 0 {
-		s.leaseLost = true
-		s.log.Warn("lease lost to another replica", "log", s.head, "owner", s.owner)
-		return true, nil
-	}
-	if s.leaseLog == s.head && until.After(s.leaseUntil) {
-		s.leaseUntil = until
-	}
-	return false, nil
-}
-
-// leaseOK reports whether the lease is surely still ours: renewed, and not
-// within a tenth of the TTL of expiring (clock drift between replicas).
-func (s *Store) leaseOK() bool {
-	s.lmu.Lock()
-	defer s.lmu.Unlock()
-	return !s.leaseLost && s.cfg.Now().Add(s.cfg.LeaseTTL/10).Before(s.leaseUntil)
-}
-
-// updateLog updates one log document. Updates by this store are serialised:
-// FerretDB v1 runs an update as read, modify, write back, so the renewer
-// and the writer updating the same document at once could lose one update
-// (MongoDB itself updates a document atomically).
-func (s *Store) updateLog(ctx context.Context, filter, update bson.D) (*driver.UpdateResult, error) {
-	s.umu.Lock()
-	defer s.umu.Unlock()
-	return s.logs.UpdateOne(ctx, filter, update)
-}
-
 // findLogs returns the log documents that match filter, by name.
 func (s *Store) findLogs(ctx context.Context, filter bson.D) ([]logDoc, error) {
 	ctx, cancel := s.opContext(ctx)
@@ -719,16 +391,6 @@ func (s *Store) readLog(ctx context.Context, log string) (*logDoc, error) {
 	}
 	s.noteSize(log, docs[0].Committed)
 	return &docs[0], nil
-}
-
-// logNumber parses n from a log name "<prefix>-<n>" of this store's prefix.
-func (s *Store) logNumber(name string) (int64, bool) {
-	rest, ok := strings.CutPrefix(name, s.cfg.LogPrefix+"-")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(rest, 10, 64)
-	return n, err == nil && n > 0 && strconv.FormatInt(n, 10) == rest
 }
 
 // noteSize caches a committed size; sizes only grow.
@@ -771,48 +433,6 @@ func (s *Store) sizesFor(ctx context.Context, need map[string]int64) (map[string
 // opContext bounds one round trip.
 func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.OpTimeout)
-}
-
-// wrap prefixes err with the operation and marks the errors that mean
-// "MongoDB cannot be reached now" as trail.ErrUnavailable.
-func (s *Store) wrap(op string, err error) error {
-	if isUnavailable(err) {
-		return fmt.Errorf("%s: %w (%w)", op, trail.ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-// isUnavailable reports whether err means the server could not be reached
-// or could not answer in time, so that a retry later may succeed.
-func isUnavailable(err error) bool {
-	var sse topology.ServerSelectionError
-	var le driver.LabeledError
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, context.DeadlineExceeded), driver.IsTimeout(err), driver.IsNetworkError(err),
-		errors.As(err, &sse), errors.Is(err, driver.ErrClientDisconnected):
-		return true
-	case errors.As(err, &le) && (le.HasErrorLabel("RetryableWriteError") || le.HasErrorLabel("TransientTransactionError")):
-		return true
-	}
-	// A write concern error leaves the write's durability unknown.
-	var bwe driver.BulkWriteException
-	var we driver.WriteException
-	if errors.As(err, &bwe) && bwe.WriteConcernError != nil || errors.As(err, &we) && we.WriteConcernError != nil {
-		return true
-	}
-	var ce driver.CommandError
-	if errors.As(err, &ce) {
-		// NotWritablePrimary, PrimarySteppedDown, ShutdownInProgress and
-		// friends: a failover or a shutdown is under way.
-		for _, c := range []int32{6, 7, 89, 91, 189, 10107, 11600, 11602, 13435, 13436} {
-			if ce.Code == c {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func randomHex(n int) string {

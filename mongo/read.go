@@ -21,15 +21,12 @@ const chunk = 1000
 // entry rebuilds a stored entry from its document. The parsed fields come
 // from the record bytes, never from the index copies.
 func entry(d *recordDoc) (*trail.Entry, error) {
-	if len(d.D) != len(trail.Digest{}) || len(d.H) == 0 || len(d.H)%tlog.HashSize != 0 {
+	hashes, err := trail.DecodeHashes(d.H)
+	if len(d.D) != len(trail.Digest{}) || err != nil {
 		return nil, fmt.Errorf("record %s: bad digest or hashes", d.ID)
 	}
 	var digest trail.Digest
 	copy(digest[:], d.D)
-	hashes := make([]tlog.Hash, len(d.H)/tlog.HashSize)
-	for i := range hashes {
-		copy(hashes[i][:], d.H[i*tlog.HashSize:])
-	}
 	e, err := trail.ParseEntry([]byte(d.B), digest, hashes)
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", d.ID, err)
@@ -90,12 +87,12 @@ func (s *Store) lookup(ctx context.Context, ids []string, out map[string]*trail.
 // Get returns the visible entry with the id, or trail.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*trail.Entry, error) {
 	m, err := s.Lookup(ctx, []string{id})
-	if err != nil {
-		return nil, fmt.Errorf("mongo: get: %w", err)
-	}
 	e, ok := m[id]
-	if !ok {
-		return nil, trail.ErrNotFound
+	if err == nil && !ok {
+		err = trail.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mongo: get %q: %w", id, err)
 	}
 	return e, nil
 }
@@ -234,9 +231,7 @@ func (s *Store) Scan(ctx context.Context, log string, from, to int64, fn func(*t
 				e = &trail.Entry{Bytes: []byte(r.B)}
 				e.ID, e.Log, e.Seq = r.EventID, r.Log, r.Seq
 				copy(e.Digest[:], r.D)
-				for h := r.H; len(h) >= tlog.HashSize; h = h[tlog.HashSize:] {
-					e.Hashes = append(e.Hashes, tlog.Hash(h[:tlog.HashSize]))
-				}
+				e.Hashes, _ = trail.DecodeHashes(r.H) // keep the whole hashes of a damaged record
 			}
 			if err := fn(e); err != nil {
 				return err
@@ -271,11 +266,9 @@ func (s *Store) ReadHashes(ctx context.Context, log string, indexes []int64) ([]
 		}
 		m := map[int64][]tlog.Hash{}
 		for _, r := range recs {
-			var h []tlog.Hash
-			for b := r.H; len(b) >= tlog.HashSize; b = b[tlog.HashSize:] {
-				h = append(h, tlog.Hash(b[:tlog.HashSize]))
-			}
-			m[r.Seq] = h
+			// A damaged record's missing hashes are reported by
+			// trail.ReadHashes.
+			m[r.Seq], _ = trail.DecodeHashes(r.H)
 		}
 		return m, nil
 	})
@@ -327,11 +320,11 @@ func (s *Store) Checkpoint(ctx context.Context, log string, size int64) ([]byte,
 	}
 	var docs []checkpointDoc
 	err := s.find(ctx, s.cps, filter, options.Find().SetSort(bson.D{{Key: "log", Value: 1}, {Key: "size", Value: -1}}).SetLimit(1), &docs)
-	if err != nil {
-		return nil, fmt.Errorf("mongo: checkpoint: %w", err)
+	if err == nil && len(docs) == 0 {
+		err = trail.ErrNotFound
 	}
-	if len(docs) == 0 {
-		return nil, trail.ErrNotFound
+	if err != nil {
+		return nil, fmt.Errorf("mongo: checkpoint of %s at size %d: %w", log, size, err)
 	}
 	return []byte(docs[0].Note), nil
 }

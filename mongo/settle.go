@@ -1,0 +1,120 @@
+package mongo
+
+import (
+	"context"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// undo abandons a reserved batch none of whose records was inserted: it
+// drops the batch's claims and clears the reservation, so that the same
+// seqs take the next batch.
+func (s *Store) undo(ctx context.Context, b *batch) error {
+	if err := s.dropClaims(ctx, b); err != nil {
+		return err
+	}
+	uctx, cancel := s.opContext(ctx)
+	defer cancel()
+	_, err := s.updateLog(uctx,
+		bson.D{{Key: "_id", Value: b.log}, {Key: "owner", Value: s.owner}, {Key: "pending.tok", Value: b.tok}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "pending", Value: nil}}}})
+	if err != nil {
+		return s.wrap("undo "+recordID(b.log, b.first), err)
+	}
+	s.inDoubt = nil
+	return nil
+}
+
+// dropClaims removes the claims that batch b made, and only those.
+func (s *Store) dropClaims(ctx context.Context, b *batch) error {
+	ids := make(bson.A, len(b.entries))
+	for i, e := range b.entries {
+		ids[i] = e.ID
+	}
+	dctx, cancel := s.opContext(ctx)
+	defer cancel()
+	_, err := s.ids.DeleteMany(dctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "log", Value: b.log}, {Key: "tok", Value: b.tok}})
+	if err != nil {
+		return s.wrap("drop claims", err)
+	}
+	return nil
+}
+
+// fence stops writing to b's log after another writer's record was found at
+// one of b's seqs. The log is sealed if b is still its pending batch, since
+// b's records now hold seqs past the committed size; b's claims are dropped
+// so that its ids can be stored elsewhere. Cleanup errors are only logged:
+// a stale claim is also removed by the next batch that meets it.
+func (s *Store) fence(ctx context.Context, b *batch) {
+	s.fenced = true
+	s.inDoubt = nil
+	if err := s.seal(ctx, b.log, b.tok); err != nil {
+		s.log.Warn("fenced: sealing failed", "log", b.log, "err", err)
+	}
+	if err := s.dropClaims(ctx, b); err != nil {
+		s.log.Warn("fenced: dropping claims failed", "log", b.log, "err", err)
+	}
+}
+
+// seal closes log at its committed size if tok is its pending batch (whose
+// stored records become permanent orphans past the committed size). No one
+// writes to a sealed log again.
+func (s *Store) seal(ctx context.Context, log string, tok int64) error {
+	uctx, cancel := s.opContext(ctx)
+	defer cancel()
+	_, err := s.updateLog(uctx,
+		bson.D{{Key: "_id", Value: log}, {Key: "pending.tok", Value: tok}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "sealed", Value: true}, {Key: "pending", Value: nil}}}})
+	if err != nil {
+		return s.wrap("seal "+log, err)
+	}
+	return nil
+}
+
+// settle decides the in-doubt batch from the log's document: it completes
+// the batch if it is still this store's pending batch (running the
+// idempotent steps again), notes that it was committed, or drops its claims
+// once it surely never will be. The caller holds wmu.
+func (s *Store) settle(ctx context.Context) error {
+	b := s.inDoubt
+	d, err := s.readLog(ctx, b.log)
+	if err != nil {
+		return err
+	}
+	mine := d.Owner == s.owner && !d.Sealed
+	switch {
+	case d.Pending != nil && d.Pending.Tok == b.tok && mine && !s.fenced:
+		if b.abandoned {
+			return s.undo(ctx, b)
+		}
+		s.log.Info("settling in-doubt batch", "log", b.log, "first", b.first, "n", b.n())
+		return s.finish(ctx, b)
+	case d.Pending != nil && d.Pending.Tok == b.tok:
+		// Another replica owns the log now and settles the batch when it
+		// takes it over; until then the batch's ids answer "retry later".
+		s.inDoubt, s.fenced = nil, true
+		return nil
+	case d.Committed >= b.first+b.n():
+		recs, err := s.recordsAt(ctx, b.log, b.first, 1)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 1 && recs[0].Tok == b.tok {
+			s.inDoubt, s.settled = nil, b
+			s.committed = d.Committed
+			s.fenced = s.fenced || !mine
+			return nil
+		}
+	}
+	// The batch is not pending and not committed, so it never will be:
+	// it was never reserved, or was undone, or its log was sealed.
+	if err := s.dropClaims(ctx, b); err != nil {
+		return err
+	}
+	s.inDoubt = nil
+	s.fenced = s.fenced || !mine || d.Committed != b.first
+	if !s.fenced {
+		s.committed = d.Committed
+	}
+	return nil
+}
