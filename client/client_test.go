@@ -38,12 +38,19 @@ type Server struct {
 // that a test can put faults in front of the real API.
 func MustOpenServer(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	tb.Helper()
+	return MustOpenServerKey(tb, filepath.Join(tb.TempDir(), "trail.key"), wrap)
+}
+
+// MustOpenServerKey starts a Server that signs with the key in keyFile
+// (created if missing), so that two servers can sign as one log.
+func MustOpenServerKey(tb testing.TB, keyFile string, wrap func(http.Handler) http.Handler) *Server {
+	tb.Helper()
 	dir := tb.TempDir()
 	store, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db")})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
+	signer, vkey, err := merkle.LoadOrCreateKey(keyFile, "trail.test")
 	if err != nil {
 		tb.Fatal(err)
 	}
