@@ -20,6 +20,7 @@ import (
 	"github.com/trail-audit/trail/client"
 	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
+	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/sqlite"
 	"golang.org/x/mod/sumdb/tlog"
@@ -37,12 +38,19 @@ type Server struct {
 // that a test can put faults in front of the real API.
 func MustOpenServer(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	tb.Helper()
+	return MustOpenServerKey(tb, filepath.Join(tb.TempDir(), "trail.key"), wrap)
+}
+
+// MustOpenServerKey starts a Server that signs with the key in keyFile
+// (created if missing), so that two servers can sign as one log.
+func MustOpenServerKey(tb testing.TB, keyFile string, wrap func(http.Handler) http.Handler) *Server {
+	tb.Helper()
 	dir := tb.TempDir()
 	store, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db")})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
+	signer, vkey, err := merkle.LoadOrCreateKey(keyFile, "trail.test")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -332,29 +340,6 @@ func reversed(s []string) []string {
 	return out
 }
 
-// waitCheckpoint polls until a signed checkpoint covers size records.
-func waitCheckpoint(t *testing.T, c *client.Client, vkey string, size int64) trail.Checkpoint {
-	t.Helper()
-	ctx := context.Background()
-	for range 1000 {
-		note, err := c.Checkpoint(ctx, "")
-		if err == nil {
-			cp, err := client.OpenCheckpoint(note, vkey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cp.Size >= size {
-				return cp
-			}
-		} else if !errors.Is(err, trail.ErrNotFound) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no checkpoint covers %d records", size)
-	return trail.Checkpoint{}
-}
-
 func TestProofs(t *testing.T) {
 	s := MustOpenServer(t, nil)
 	c := client.New(s.URL)
@@ -375,7 +360,7 @@ func TestProofs(t *testing.T) {
 		}
 		ids = append(ids, res.Receipts[0].ID, res.Receipts[1].ID)
 	}
-	old := waitCheckpoint(t, c, vkey, 10)
+	old, _ := testserver.WaitCheckpoint(t, s.URL, vkey, 10)
 
 	for _, id := range ids {
 		b, cp, err := c.VerifyRecord(ctx, id, vkey)
@@ -413,7 +398,7 @@ func TestProofs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cur := waitCheckpoint(t, c, vkey, old.Size+3)
+	cur, _ := testserver.WaitCheckpoint(t, s.URL, vkey, old.Size+3)
 	logName := strings.TrimPrefix(old.Origin, "trail.test/")
 	cons, err := c.Consistency(ctx, logName, old.Size, cur.Size)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trail-audit/trail/internal/testserver"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -22,8 +23,8 @@ func TestAbandonedLogIsSigned(t *testing.T) {
 	// A signs once, right after its first commit, then not for an hour.
 	a := startTrail(t, "trail-a", dir, serveArgs("127.0.0.1:0", uri, key, "--checkpoint-interval", "1h", "--lease-ttl", "1m")...)
 	logA := ownedLog(t, db, a.Pid()).ID
-	postAmounts(t, a.URL, 10)
-	postAmounts(t, a.URL, 10)
+	testserver.PostNDJSON(t, a.URL, testserver.Payments(0, 10)...)
+	testserver.PostNDJSON(t, a.URL, testserver.Payments(0, 10)...)
 	a.Kill()
 
 	// B cannot take A's log (its lease runs for a minute): it writes a new

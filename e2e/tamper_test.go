@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trail-audit/trail/internal/testserver"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -77,7 +78,7 @@ func TestMongoTamper(t *testing.T) {
 			key := filepath.Join(dir, "trail.key")
 			srv := startTrail(t, "trail-1", dir, serveArgs("127.0.0.1:0", uri, key)...)
 			log := ownedLog(t, db, srv.Pid()).ID
-			postAmounts(t, srv.URL, n)
+			testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, n)...)
 			srv.Stop()
 			if srv.err != nil {
 				t.Fatalf("trail serve did not stop cleanly: %v", srv.err)
@@ -140,24 +141,6 @@ func deleteSeq(seq int64) func(context.Context, *mongo.Collection, string) (int6
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-// postAmounts posts n events with data.amount = 100*i in one NDJSON batch.
-func postAmounts(t *testing.T, url string, n int) {
-	t.Helper()
-	var b strings.Builder
-	for i := range n {
-		fmt.Fprintf(&b, `{"action":"payment.captured","actor":{"id":"u%d"},"source":{"service":"billing"},"data":{"amount":%d}}`+"\n", i, i*100)
-	}
-	resp, err := http.Post(url+"/logs", "application/x-ndjson", strings.NewReader(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /logs: got %d %s, want 201", resp.StatusCode, body)
-	}
 }
 
 // postOne posts one event and returns the status.

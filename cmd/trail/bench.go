@@ -10,8 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,43 +109,6 @@ func (c *cli) runBench(ctx context.Context, args []string) error {
 	return nil
 }
 
-// benchReport is bench's result; --json prints it as is.
-type benchReport struct {
-	URL            string           `json:"url"`
-	Concurrency    int              `json:"concurrency"`
-	Batch          int              `json:"batch"`
-	IDs            bool             `json:"ids"`
-	Seconds        float64          `json:"seconds"`
-	Requests       int64            `json:"requests"`
-	RequestsFailed int64            `json:"requests_failed"`
-	EventsSent     int64            `json:"events_sent"`
-	EventsAcked    int64            `json:"events_acked"`
-	EventsPerSec   float64          `json:"events_per_sec"`
-	RequestsPerSec float64          `json:"requests_per_sec"`
-	LatencyMs      latencyReport    `json:"latency_ms"`
-	Answers        map[string]int64 `json:"answers"`  // every HTTP attempt, by status or error
-	Failures       map[string]int64 `json:"failures"` // requests that failed for good, by cause
-	Interrupted    bool             `json:"interrupted,omitempty"`
-	ReadBack       *readBackReport  `json:"read_back,omitempty"`
-}
-
-type latencyReport struct {
-	Mean float64 `json:"mean"`
-	P50  float64 `json:"p50"`
-	P90  float64 `json:"p90"`
-	P99  float64 `json:"p99"`
-	Max  float64 `json:"max"`
-}
-
-type readBackReport struct {
-	Checked    int64   `json:"checked"`
-	Found      int64   `json:"found"`
-	Missing    int64   `json:"missing"`
-	Mismatched int64   `json:"mismatched"`
-	Errors     int64   `json:"errors"`
-	Seconds    float64 `json:"seconds"`
-}
-
 // ack is one acknowledged event, for the read-back.
 type ack struct {
 	id   string
@@ -189,8 +150,28 @@ func (c *counter) snapshot() map[string]int64 {
 	return out
 }
 
+// bench runs the load, then reads back what was acknowledged.
 func bench(ctx context.Context, cfg *benchConfig, stderr io.Writer, tty bool) (*benchReport, error) {
 	var answers counter
+	cl, err := benchClient(ctx, cfg, &answers)
+	if err != nil {
+		return nil, err
+	}
+	load := newBenchLoad(ctx, cfg, cl)
+	workers, elapsed := load.drive(ctx, stderr, tty)
+	rep, acks := load.report(workers, elapsed, answers.snapshot(), ctx.Err() != nil)
+	if cfg.check && len(acks) > 0 {
+		if !cfg.jsonOut {
+			fmt.Fprintf(stderr, "reading back %d acknowledged events...\n", len(acks))
+		}
+		rep.ReadBack = readBack(load.reqCtx, cl, acks, cfg.concurrency, cfg.timeout)
+	}
+	return rep, nil
+}
+
+// benchClient returns a client that counts every POST attempt's answer in
+// answers, once the server answers its health check.
+func benchClient(ctx context.Context, cfg *benchConfig, answers *counter) (*client.Client, error) {
 	opts := []client.Option{
 		client.WithObserver(func(a client.Attempt) {
 			if a.Method != http.MethodPost {
@@ -213,80 +194,125 @@ func bench(ctx context.Context, cfg *benchConfig, stderr io.Writer, tty bool) (*
 	if err != nil {
 		return nil, fmt.Errorf("bench: server at %s does not answer /healthz: %w; start it with \"trail serve\" or set --url", cfg.url, err)
 	}
+	return cl, nil
+}
 
-	pad := strings.Repeat("x", max(cfg.dataBytes-30, 0))
-	var issued, acked, failed atomic.Int64
-	start := time.Now()
-	var deadline time.Time
-	if cfg.duration > 0 {
-		deadline = start.Add(cfg.duration)
+// benchLoad is the load phase, shared by its workers.
+type benchLoad struct {
+	cfg      *benchConfig
+	cl       *client.Client
+	pad      string
+	start    time.Time
+	deadline time.Time // zero: none
+	// reqCtx outlives an interrupt: requests in flight finish, so that
+	// every acknowledged event is counted and read back.
+	reqCtx                context.Context
+	issued, acked, failed atomic.Int64
+}
+
+func newBenchLoad(ctx context.Context, cfg *benchConfig, cl *client.Client) *benchLoad {
+	l := &benchLoad{
+		cfg: cfg, cl: cl, pad: strings.Repeat("x", max(cfg.dataBytes-30, 0)),
+		start: time.Now(), reqCtx: context.WithoutCancel(ctx),
 	}
-	// Requests in flight finish even after an interrupt, so that every
-	// acknowledged event is counted and read back.
-	reqCtx := context.WithoutCancel(ctx)
+	if cfg.duration > 0 {
+		l.deadline = l.start.Add(cfg.duration)
+	}
+	return l
+}
 
-	workers := make([]*benchWorker, cfg.concurrency)
+// drive runs the workers, with progress on stderr, until the events are
+// sent, the duration is over or ctx is cancelled.
+func (l *benchLoad) drive(ctx context.Context, stderr io.Writer, tty bool) ([]*benchWorker, time.Duration) {
+	workers := make([]*benchWorker, l.cfg.concurrency)
 	var wg sync.WaitGroup
 	for w := range workers {
 		bw := &benchWorker{failures: map[string]int64{}}
 		workers[w] = bw
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
-			for ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
-				n := int64(cfg.batch)
-				first := issued.Add(n) - n
-				if cfg.events > 0 {
-					if first >= cfg.events {
-						return
-					}
-					n = min(n, cfg.events-first)
-				}
-				events := make([]*trail.Event, n)
-				for i := range events {
-					events[i] = &trail.Event{
-						Tenant:  cfg.tenant,
-						Actor:   trail.Actor{ID: "user-" + strconv.Itoa(rng.IntN(10000)), Type: "user"},
-						Action:  cfg.action,
-						Target:  &trail.Target{ID: "acct-" + strconv.Itoa(rng.IntN(100000)), Type: "account"},
-						Source:  trail.Source{Service: "trail-bench"},
-						Outcome: trail.OutcomeSuccess,
-						Data:    json.RawMessage(`{"n":` + strconv.FormatInt(first+int64(i), 10) + `,"pad":"` + pad + `"}`),
-					}
-				}
-				t0 := time.Now()
-				pctx, cancel := context.WithTimeout(reqCtx, cfg.timeout)
-				res, err := cl.Push(pctx, events...)
-				cancel()
-				bw.latencies = append(bw.latencies, time.Since(t0))
-				bw.requests++
-				if err != nil {
-					bw.failedReq++
-					bw.failures[errClass(err)]++
-					failed.Add(n)
-					continue
-				}
-				for _, r := range res.Receipts {
-					bw.acks = append(bw.acks, ack{id: r.ID, leaf: r.LeafHash})
-				}
-				acked.Add(n)
-			}
-		})
+		wg.Go(func() { l.work(ctx, w, bw) })
 	}
-
 	done := make(chan struct{})
 	var pwg sync.WaitGroup
-	if tty || cfg.progress > 0 {
-		pwg.Go(func() { showProgress(stderr, tty, cfg.progress, start, &acked, &failed, done) })
+	if tty || l.cfg.progress > 0 {
+		pwg.Go(func() { showProgress(stderr, tty, l.cfg.progress, l.start, &l.acked, &l.failed, done) })
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed := time.Since(l.start)
 	close(done)
 	pwg.Wait()
+	return workers, elapsed
+}
 
+// work is one client: it sends a request, waits for the answer, and again.
+func (l *benchLoad) work(ctx context.Context, w int, bw *benchWorker) {
+	rng := rand.New(rand.NewPCG(uint64(w), uint64(l.start.UnixNano())))
+	for ctx.Err() == nil && (l.deadline.IsZero() || time.Now().Before(l.deadline)) {
+		first, n, ok := l.claim()
+		if !ok {
+			return
+		}
+		l.push(bw, l.events(rng, first, n))
+	}
+}
+
+// claim takes the numbers of the next request's events, if any are left.
+func (l *benchLoad) claim() (first, n int64, ok bool) {
+	n = int64(l.cfg.batch)
+	first = l.issued.Add(n) - n
+	if l.cfg.events > 0 {
+		if first >= l.cfg.events {
+			return 0, 0, false
+		}
+		n = min(n, l.cfg.events-first)
+	}
+	return first, n, true
+}
+
+// events generates n events numbered from first.
+func (l *benchLoad) events(rng *rand.Rand, first, n int64) []*trail.Event {
+	events := make([]*trail.Event, n)
+	for i := range events {
+		events[i] = &trail.Event{
+			Tenant:  l.cfg.tenant,
+			Actor:   trail.Actor{ID: "user-" + strconv.Itoa(rng.IntN(10000)), Type: "user"},
+			Action:  l.cfg.action,
+			Target:  &trail.Target{ID: "acct-" + strconv.Itoa(rng.IntN(100000)), Type: "account"},
+			Source:  trail.Source{Service: "trail-bench"},
+			Outcome: trail.OutcomeSuccess,
+			Data:    json.RawMessage(`{"n":` + strconv.FormatInt(first+int64(i), 10) + `,"pad":"` + l.pad + `"}`),
+		}
+	}
+	return events
+}
+
+// push sends one request and records its outcome in bw.
+func (l *benchLoad) push(bw *benchWorker, events []*trail.Event) {
+	n := int64(len(events))
+	t0 := time.Now()
+	pctx, cancel := context.WithTimeout(l.reqCtx, l.cfg.timeout)
+	res, err := l.cl.Push(pctx, events...)
+	cancel()
+	bw.latencies = append(bw.latencies, time.Since(t0))
+	bw.requests++
+	if err != nil {
+		bw.failedReq++
+		bw.failures[errClass(err)]++
+		l.failed.Add(n)
+		return
+	}
+	for _, r := range res.Receipts {
+		bw.acks = append(bw.acks, ack{id: r.ID, leaf: r.LeafHash})
+	}
+	l.acked.Add(n)
+}
+
+// report merges the workers' results, and returns the acknowledged events.
+func (l *benchLoad) report(workers []*benchWorker, elapsed time.Duration, answers map[string]int64, interrupted bool) (*benchReport, []ack) {
+	cfg := l.cfg
 	rep := &benchReport{
 		URL: cfg.url, Concurrency: cfg.concurrency, Batch: cfg.batch, IDs: cfg.ids,
-		Seconds: elapsed.Seconds(), Answers: answers.snapshot(), Failures: map[string]int64{},
-		Interrupted: ctx.Err() != nil,
+		Seconds: elapsed.Seconds(), Answers: answers, Failures: map[string]int64{},
+		Interrupted: interrupted,
 	}
 	var lat []time.Duration
 	var acks []ack
@@ -300,18 +326,11 @@ func bench(ctx context.Context, cfg *benchConfig, stderr io.Writer, tty bool) (*
 		}
 	}
 	rep.EventsAcked = int64(len(acks))
-	rep.EventsSent = rep.EventsAcked + failed.Load()
+	rep.EventsSent = rep.EventsAcked + l.failed.Load()
 	rep.EventsPerSec = float64(rep.EventsAcked) / elapsed.Seconds()
 	rep.RequestsPerSec = float64(rep.Requests-rep.RequestsFailed) / elapsed.Seconds()
 	rep.LatencyMs = latencies(lat)
-
-	if cfg.check && len(acks) > 0 {
-		if !cfg.jsonOut {
-			fmt.Fprintf(stderr, "reading back %d acknowledged events...\n", len(acks))
-		}
-		rep.ReadBack = readBack(reqCtx, cl, acks, cfg.concurrency, cfg.timeout)
-	}
-	return rep, nil
+	return rep, acks
 }
 
 // showProgress reports acknowledged events so far until done is closed: a
@@ -344,20 +363,6 @@ func showProgress(w io.Writer, tty bool, every time.Duration, start time.Time, a
 			}
 		}
 	}
-}
-
-func latencies(d []time.Duration) latencyReport {
-	if len(d) == 0 {
-		return latencyReport{}
-	}
-	slices.Sort(d)
-	ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
-	pct := func(p float64) float64 { return ms(d[min(int(p*float64(len(d))), len(d)-1)]) }
-	var sum time.Duration
-	for _, x := range d {
-		sum += x
-	}
-	return latencyReport{Mean: ms(sum / time.Duration(len(d))), P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: ms(d[len(d)-1])}
 }
 
 // readBack gets every acknowledged record, concurrently, and checks that
@@ -433,52 +438,4 @@ func errClass(err error) string {
 		s = s[:80]
 	}
 	return "error: " + s
-}
-
-func (r *benchReport) print(w io.Writer) {
-	ids := "client ids"
-	if !r.IDs {
-		ids = "server ids"
-	}
-	fmt.Fprintf(w, "trail bench: %s, %d clients, batch %d, %s\n", r.URL, r.Concurrency, r.Batch, ids)
-	if r.Interrupted {
-		fmt.Fprintln(w, "  (interrupted)")
-	}
-	fmt.Fprintf(w, "  duration     %.2fs\n", r.Seconds)
-	fmt.Fprintf(w, "  acked        %d events in %d requests\n", r.EventsAcked, r.Requests-r.RequestsFailed)
-	fmt.Fprintf(w, "  throughput   %.0f events/s, %.0f requests/s\n", r.EventsPerSec, r.RequestsPerSec)
-	l := r.LatencyMs
-	fmt.Fprintf(w, "  latency      p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  mean %.2fms (per request, retries included)\n", l.P50, l.P90, l.P99, l.Max, l.Mean)
-	fmt.Fprintf(w, "  answers      %s\n", countsString(r.Answers))
-	if r.RequestsFailed > 0 {
-		fmt.Fprintf(w, "  failed       %d requests (%d events): %s\n", r.RequestsFailed, r.EventsSent-r.EventsAcked, countsString(r.Failures))
-	} else {
-		fmt.Fprintf(w, "  failed       none\n")
-	}
-	if rb := r.ReadBack; rb != nil {
-		fmt.Fprintf(w, "  read-back    %d of %d acknowledged events found and byte-checked in %.2fs; %d missing, %d differ, %d unreadable\n",
-			rb.Found, rb.Checked, rb.Seconds, rb.Missing, rb.Mismatched, rb.Errors)
-	}
-}
-
-// countsString formats counts as "201: 9000, 503: 12", largest first.
-func countsString(m map[string]int64) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if m[keys[i]] != m[keys[j]] {
-			return m[keys[i]] > m[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
-	}
-	return strings.Join(parts, ", ")
 }

@@ -61,3 +61,19 @@ func (p *progress) print(done, total int64, unit string, final bool) {
 		fmt.Fprintln(p.w, line)
 	}
 }
+
+// progressFunc returns a progress callback for the SDK (client.Auditor)
+// that shows a progress with label on w, from its first call on.
+func progressFunc(w io.Writer, label, unit string) func(done, total int64, final bool) {
+	var p *progress
+	return func(done, total int64, final bool) {
+		if p == nil {
+			p = newProgress(w, label)
+		}
+		if final {
+			p.finish(done, total, unit)
+		} else {
+			p.update(done, total, unit)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/sqlite"
 )
@@ -23,44 +24,6 @@ import (
 func runCLI(args ...string) (int, string) {
 	code, out, errOut := runMain(context.Background(), "", args...)
 	return code, out + errOut
-}
-
-func postEvents(t *testing.T, url string, n, from int) {
-	t.Helper()
-	var b strings.Builder
-	for i := from; i < from+n; i++ {
-		fmt.Fprintf(&b, `{"action":"payment.captured","actor":{"id":"u%d"},"source":{"service":"billing"},"data":{"amount":%d}}`+"\n", i, i*100)
-	}
-	resp, err := http.Post(url+"/logs", "application/x-ndjson", strings.NewReader(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /logs: got %d %s, want 201", resp.StatusCode, body)
-	}
-}
-
-// waitCheckpoint waits until the server at url has stored a signed
-// checkpoint of at least size records: they are stored off the commit path.
-func waitCheckpoint(t *testing.T, url string, size int64) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(url + "/checkpoint")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if cp, err := trail.ParseNote(body); err == nil && resp.StatusCode == http.StatusOK && cp.Size >= size {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no signed checkpoint of %d records within 10s", size)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // tamper runs SQL against the embedded store's file directly, as a
@@ -115,7 +78,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			srv := MustStartServe(t, dir, "--checkpoint-interval", "50ms")
-			postEvents(t, srv.URL, n, 0)
+			testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, n)...)
 			if code := srv.Stop(t, syscall.SIGTERM); code != 0 { // a final checkpoint covers all n
 				t.Fatalf("trail serve exited %d", code)
 			}
@@ -156,8 +119,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 func TestForgedAppend(t *testing.T) {
 	dir := t.TempDir()
 	srv := MustStartServe(t, dir, "--checkpoint-interval", "50ms")
-	postEvents(t, srv.URL, 10, 0)
-	waitCheckpoint(t, srv.URL, 10)
+	testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, 10)...)
+	testserver.WaitCheckpoint(t, srv.URL, "", 10)
 
 	// The forger uses trail's own code to make a perfect record.
 	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
@@ -221,8 +184,8 @@ func TestKeygen(t *testing.T) {
 		t.Fatalf("keygen of an existing key: exit %d, got %q, want the same verifier key %q", code, again, vkey)
 	}
 	srv := MustStartServe(t, dir, "--key-file", key, "--origin", "audit.test", "--checkpoint-interval", "50ms")
-	postEvents(t, srv.URL, 3, 0)
-	waitCheckpoint(t, srv.URL, 3)
+	testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, 3)...)
+	testserver.WaitCheckpoint(t, srv.URL, "", 3)
 	vfile := filepath.Join(t.TempDir(), "trail.vkey")
 	os.WriteFile(vfile, []byte(vkey+"\n"), 0o644)
 	if code, out := runCLI("verify", "--url", srv.URL, "--key-file", vfile, "--state", filepath.Join(t.TempDir(), "s.json")); code != 0 {
