@@ -163,24 +163,8 @@ func (w *wireEvent) event() (*Event, error) {
 	if e.Action, err = pick("action", w.Action, "event_type", w.EventType); err != nil {
 		return nil, err
 	}
-	ts, err := pick("time", w.Time, "timestamp", w.Timestamp)
-	if err != nil {
+	if e.Time, err = w.time(); err != nil {
 		return nil, err
-	}
-	if w.Time != nil || w.Timestamp != nil {
-		name := "time"
-		if w.Timestamp != nil {
-			name = "timestamp"
-		}
-		t, err := time.Parse(time.RFC3339Nano, ts)
-		if err != nil {
-			return nil, Errorf(EINVALID, "field %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", name, ts)
-		}
-		t = t.UTC()
-		if t.Before(minTime) || !t.Before(maxTime) {
-			return nil, Errorf(EINVALID, "field %q is out of range: %s (want 1970 to 2261)", name, ts)
-		}
-		e.Time = &t
 	}
 	if e.Data, err = w.data(); err != nil {
 		return nil, err
@@ -207,6 +191,29 @@ func (w *wireEvent) event() (*Event, error) {
 		e.RequestID = *w.RequestID
 	}
 	return &e, e.Validate()
+}
+
+// time returns the event's time, from time or its legacy twin timestamp.
+func (w *wireEvent) time() (*time.Time, error) {
+	name, ts := "time", w.Time
+	if w.Timestamp != nil {
+		if w.Time != nil {
+			return nil, Errorf(EINVALID, "fields \"time\" and \"timestamp\" both given; send one")
+		}
+		name, ts = "timestamp", w.Timestamp
+	}
+	if ts == nil {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *ts)
+	if err != nil {
+		return nil, Errorf(EINVALID, "field %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", name, *ts)
+	}
+	t = t.UTC()
+	if t.Before(minTime) || !t.Before(maxTime) {
+		return nil, Errorf(EINVALID, "field %q is out of range: %s (want 1970-01-01 to 2261-12-31, UTC)", name, *ts)
+	}
+	return &t, nil
 }
 
 // data returns the data object, built from the legacy fields if need be.
