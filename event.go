@@ -3,12 +3,12 @@ package trail
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Actor is who did it.
@@ -53,29 +53,33 @@ type Event struct {
 	Outcome   string          `json:"outcome,omitempty"`
 	RequestID string          `json:"request_id,omitempty"`
 	Data      json.RawMessage `json:"data,omitempty"`
+
+	// maxRecord bounds the stored record's size (Prepare); 0 means
+	// DefaultLimits.MaxEventBytes. ParseEvent sets it from its Limits.
+	maxRecord int
 }
 
 // wireEvent is the input shape: the event schema plus the legacy fields.
 type wireEvent struct {
-	ID        *string         `json:"id"`
-	Time      *string         `json:"time"`
-	Tenant    *string         `json:"tenant"`
-	Actor     *Actor          `json:"actor"`
-	Action    *string         `json:"action"`
-	Target    *Target         `json:"target"`
-	Source    *Source         `json:"source"`
-	Outcome   *string         `json:"outcome"`
-	RequestID *string         `json:"request_id"`
-	Data      json.RawMessage `json:"data"`
+	ID        *string        `json:"id"`
+	Time      *string        `json:"time"`
+	Tenant    *string        `json:"tenant"`
+	Actor     *Actor         `json:"actor"`
+	Action    *string        `json:"action"`
+	Target    *Target        `json:"target"`
+	Source    *Source        `json:"source"`
+	Outcome   *string        `json:"outcome"`
+	RequestID *string        `json:"request_id"`
+	Data      jsontext.Value `json:"data"`
 
 	// The proof of concept's shape (DESIGN.md §2).
-	UserID        *string         `json:"user_id"`
-	EventType     *string         `json:"event_type"`
-	Timestamp     *string         `json:"timestamp"`
-	SrcService    *string         `json:"src_service"`
-	InvariantData json.RawMessage `json:"invariant_data"`
-	AppData       json.RawMessage `json:"app_data"`
-	VariantData   json.RawMessage `json:"variant_data"`
+	UserID        *string        `json:"user_id"`
+	EventType     *string        `json:"event_type"`
+	Timestamp     *string        `json:"timestamp"`
+	SrcService    *string        `json:"src_service"`
+	InvariantData jsontext.Value `json:"invariant_data"`
+	AppData       jsontext.Value `json:"app_data"`
+	VariantData   jsontext.Value `json:"variant_data"`
 }
 
 // Field limits.
@@ -93,7 +97,9 @@ var (
 )
 
 // ParseEvent decodes and validates one event in JSON. Errors are *Error with
-// code EINVALID (or ETOOLARGE) and a message that names the field.
+// code EINVALID (or ETOOLARGE) and a message that names the field. The
+// reading is strict (see strictJSON): duplicate keys, field names in another
+// case and lone surrogates are refused.
 func ParseEvent(b []byte, lim Limits) (*Event, error) {
 	if lim.MaxEventBytes > 0 && len(b) > lim.MaxEventBytes {
 		return nil, Errorf(ETOOLARGE, "event is %d bytes; the limit is %d", len(b), lim.MaxEventBytes)
@@ -106,48 +112,15 @@ func ParseEvent(b []byte, lim Limits) (*Event, error) {
 		return nil, Errorf(EINVALID, "event must be a JSON object")
 	}
 	var w wireEvent
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return nil, jsonError(err)
+	if err := decodeStrict(b, &w); err != nil {
+		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, Errorf(EINVALID, "unexpected data after the event object")
+	e, err := w.event()
+	if err != nil {
+		return nil, err
 	}
-	return w.event()
-}
-
-// jsonError turns an encoding/json error into an *Error naming the field.
-func jsonError(err error) *Error {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return Errorf(EINVALID, "malformed JSON at byte %d: %s", se.Offset, se.Error())
-	case errors.As(err, &te):
-		field := te.Field
-		if field == "" {
-			field = "event"
-		}
-		return Errorf(EINVALID, "field %q must be %s, not JSON %s", field, jsonKind(te.Type.Kind().String()), te.Value)
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return Errorf(EINVALID, "malformed JSON: unexpected end of input")
-	}
-	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return Errorf(EINVALID, "unknown field %s; put event-specific fields in \"data\"", name)
-	}
-	return Errorf(EINVALID, "malformed JSON: %s", strings.TrimPrefix(msg, "json: "))
-}
-
-func jsonKind(k string) string {
-	switch k {
-	case "ptr", "struct":
-		return "an object"
-	case "string":
-		return "a string"
-	}
-	return k
+	e.maxRecord = lim.MaxEventBytes
+	return e, nil
 }
 
 // event validates w, maps the legacy fields, and normalizes.
@@ -190,24 +163,8 @@ func (w *wireEvent) event() (*Event, error) {
 	if e.Action, err = pick("action", w.Action, "event_type", w.EventType); err != nil {
 		return nil, err
 	}
-	ts, err := pick("time", w.Time, "timestamp", w.Timestamp)
-	if err != nil {
+	if e.Time, err = w.time(); err != nil {
 		return nil, err
-	}
-	if w.Time != nil || w.Timestamp != nil {
-		name := "time"
-		if w.Timestamp != nil {
-			name = "timestamp"
-		}
-		t, err := time.Parse(time.RFC3339Nano, ts)
-		if err != nil {
-			return nil, Errorf(EINVALID, "field %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", name, ts)
-		}
-		t = t.UTC()
-		if t.Before(minTime) || !t.Before(maxTime) {
-			return nil, Errorf(EINVALID, "field %q is out of range: %s (want 1970 to 2261)", name, ts)
-		}
-		e.Time = &t
 	}
 	if e.Data, err = w.data(); err != nil {
 		return nil, err
@@ -236,6 +193,29 @@ func (w *wireEvent) event() (*Event, error) {
 	return &e, e.Validate()
 }
 
+// time returns the event's time, from time or its legacy twin timestamp.
+func (w *wireEvent) time() (*time.Time, error) {
+	name, ts := "time", w.Time
+	if w.Timestamp != nil {
+		if w.Time != nil {
+			return nil, Errorf(EINVALID, "fields \"time\" and \"timestamp\" both given; send one")
+		}
+		name, ts = "timestamp", w.Timestamp
+	}
+	if ts == nil {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *ts)
+	if err != nil {
+		return nil, Errorf(EINVALID, "field %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", name, *ts)
+	}
+	t = t.UTC()
+	if t.Before(minTime) || !t.Before(maxTime) {
+		return nil, Errorf(EINVALID, "field %q is out of range: %s (want 1970-01-01 to 2261-12-31, UTC)", name, *ts)
+	}
+	return &t, nil
+}
+
 // data returns the data object, built from the legacy fields if need be.
 func (w *wireEvent) data() (json.RawMessage, error) {
 	legacy := w.InvariantData != nil || w.AppData != nil || w.VariantData != nil
@@ -246,25 +226,25 @@ func (w *wireEvent) data() (json.RawMessage, error) {
 		if w.Data == nil {
 			return nil, nil
 		}
-		if w.Data[0] != '{' {
+		if w.Data.Kind() != '{' {
 			return nil, Errorf(EINVALID, "field \"data\" must be a JSON object")
 		}
-		return w.Data, nil
+		return json.RawMessage(w.Data), nil
 	}
 	if w.AppData != nil && w.VariantData != nil {
 		return nil, Errorf(EINVALID, "fields \"app_data\" and \"variant_data\" both given; send one")
 	}
 	m := map[string]json.RawMessage{}
 	if w.InvariantData != nil {
-		m["invariant"] = w.InvariantData
+		m["invariant"] = json.RawMessage(w.InvariantData)
 	}
 	if w.AppData != nil {
-		m["app"] = w.AppData
+		m["app"] = json.RawMessage(w.AppData)
 	}
 	if w.VariantData != nil {
-		m["app"] = w.VariantData
+		m["app"] = json.RawMessage(w.VariantData)
 	}
-	b, err := json.Marshal(m)
+	b, err := marshalNoEscape(m)
 	if err != nil {
 		return nil, Errorf(EINVALID, "legacy data fields: %v", err)
 	}
@@ -285,6 +265,11 @@ func (e *Event) Validate() error {
 	if e.Source.Service == "" {
 		return Errorf(EINVALID, "field \"source.service\" is required (legacy: \"src_service\")")
 	}
+	for _, f := range []struct{ name, v string }{{"actor.id", e.Actor.ID}, {"source.service", e.Source.Service}} {
+		if strings.TrimSpace(f.v) == "" {
+			return Errorf(EINVALID, "field %q must not be blank", f.name)
+		}
+	}
 	switch e.Outcome {
 	case OutcomeSuccess, OutcomeFailure, OutcomeUnknown:
 	default:
@@ -299,9 +284,16 @@ func (e *Event) Validate() error {
 		if len(f.v) > maxFieldLen {
 			return Errorf(EINVALID, "field %q is %d bytes; the limit is %d", f.name, len(f.v), maxFieldLen)
 		}
+		// Indexed fields reach logs, terminals and CSV exports; a newline or
+		// an escape sequence there forges lines. Only data is free.
+		if i := strings.IndexFunc(f.v, isC0); i >= 0 {
+			return Errorf(EINVALID, "field %q holds control character U+%04X; control characters are allowed only in \"data\"", f.name, f.v[i])
+		}
 	}
 	return nil
 }
+
+func isC0(r rune) bool { return r < 0x20 }
 
 func targetField(t *Target, id bool) string {
 	if t == nil {
@@ -337,10 +329,14 @@ func validateAction(a string) error {
 }
 
 // ValidateID checks a client-chosen or requested id: 1 to 128 characters of
-// A-Z, a-z, 0-9 and "-_.:", so that it is safe in a URL path.
+// A-Z, a-z, 0-9 and "-_.:", and not "." or "..", so that it is one clean
+// URL path segment: /logs/.. would resolve to /.
 func ValidateID(id string) error {
 	if id == "" || len(id) > MaxIDLen {
 		return Errorf(EINVALID, "field \"id\" must be 1 to %d characters", MaxIDLen)
+	}
+	if id == "." || id == ".." {
+		return Errorf(EINVALID, "field \"id\" may not be %q: it is not a path segment of its own", id)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
@@ -357,16 +353,16 @@ func ParseBatch(b []byte, lim Limits) ([]*Event, error) {
 	if !utf8.Valid(b) {
 		return nil, Errorf(EINVALID, "request body is not valid UTF-8")
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(b, &raws); err != nil {
-		return nil, jsonError(err)
+	raws, err := splitArray(b)
+	if err != nil {
+		return nil, err
 	}
 	return parseItems(raws, lim)
 }
 
 // ParseNDJSON parses newline-delimited events; blank lines are skipped.
 func ParseNDJSON(b []byte, lim Limits) ([]*Event, error) {
-	var raws []json.RawMessage
+	var raws [][]byte
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -382,7 +378,7 @@ func ParseNDJSON(b []byte, lim Limits) ([]*Event, error) {
 	return parseItems(raws, lim)
 }
 
-func parseItems(raws []json.RawMessage, lim Limits) ([]*Event, error) {
+func parseItems(raws [][]byte, lim Limits) ([]*Event, error) {
 	if len(raws) == 0 {
 		return nil, Errorf(EINVALID, "batch is empty; send at least one event")
 	}

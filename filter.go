@@ -22,8 +22,8 @@ type Filter struct {
 	// "account.*" in the API becomes Action "account." with ActionPrefix.
 	ActionPrefix bool
 
-	Since time.Time // time >= Since, if not zero
-	Until time.Time // time < Until, if not zero
+	Since time.Time // time >= Since, if not zero; see SetSince
+	Until time.Time // time < Until, if not zero; see SetUntil
 
 	Desc  bool
 	Limit int
@@ -85,4 +85,33 @@ func (f *Filter) SetAction(a string) error {
 	}
 	f.Action, f.ActionPrefix = a, false
 	return nil
+}
+
+// SetSince bounds the filter to records with time >= t. Every RFC 3339 time
+// is taken exactly: record times lie in [1970-01-01, 2262-01-01) (see
+// ParseEvent), so a bound outside that range excludes every record or none,
+// and is replaced by an equivalent one that fits the int64 Unix nanoseconds
+// the stores compare.
+func (f *Filter) SetSince(t time.Time) {
+	switch {
+	case t.Before(minTime):
+		f.Since = time.Time{} // every record is at or after t
+	case !t.Before(maxTime):
+		f.Since = maxTime // no record is this late
+	default:
+		f.Since = t.UTC()
+	}
+}
+
+// SetUntil bounds the filter to records with time < t, exactly for every
+// RFC 3339 time, as SetSince does.
+func (f *Filter) SetUntil(t time.Time) {
+	switch {
+	case !t.Before(maxTime):
+		f.Until = time.Time{} // every record is before t
+	case !t.After(minTime):
+		f.Until = minTime // no record is before 1970: time < 0 matches none
+	default:
+		f.Until = t.UTC()
+	}
 }

@@ -3,6 +3,7 @@ module github.com/trail-audit/trail
 go 1.26.0
 
 require (
+	github.com/go-json-experiment/json v1.27.2
 	github.com/google/uuid v1.6.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	golang.org/x/mod v0.43.0

@@ -1,6 +1,7 @@
 package trail
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"strconv"
@@ -62,7 +63,14 @@ type Prepared struct {
 // receive time, its digest and its encoded body. It does the per-event work
 // that does not need the log position, so that request goroutines do it in
 // parallel rather than the single writer.
+//
+// The record holds strings as sent: <, > and & are not escaped, since the
+// bytes are served as application/json and never as HTML. A record that
+// would still outgrow the event limit (Limits.MaxEventBytes, as given to
+// ParseEvent) is refused with ETOOLARGE.
 func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, error) {
+	// The digest keeps json.Marshal's HTML-escaping encoding: it is what
+	// records stored by earlier versions are compared by on a replay.
 	canon, err := json.Marshal(e)
 	if err != nil {
 		return nil, Errorf(EINVALID, "event: %v", err)
@@ -81,10 +89,35 @@ func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, er
 		ReceivedAt: receivedAt, Time: t, Tenant: e.Tenant, Actor: e.Actor, Action: e.Action,
 		Target: e.Target, Source: e.Source, Outcome: e.Outcome, RequestID: e.RequestID, Data: e.Data,
 	}
-	if p.body, err = json.Marshal(&p.Body); err != nil {
+	if p.body, err = marshalNoEscape(&p.Body); err != nil {
 		return nil, Errorf(EINVALID, "event: %v", err)
 	}
+	limit := e.maxRecord
+	if limit <= 0 {
+		limit = DefaultLimits.MaxEventBytes
+	}
+	if n := len(p.body) + entryOverhead(p.ID, MaxIDLen); n > limit {
+		return nil, Errorf(ETOOLARGE, "the stored record would be about %d bytes; the limit is %d (strings are stored JSON-escaped, and the server adds id, log, seq, received_at and time)", n, limit)
+	}
 	return p, nil
+}
+
+// entryOverhead is how many bytes Entry puts before the body's first
+// member, for a log name of at most logLen bytes and any seq.
+func entryOverhead(id string, logLen int) int {
+	return len(`{"id":"","log":"","seq":,`) + len(id) + logLen + len("9223372036854775807") - 1 // body starts with '{'
+}
+
+// marshalNoEscape is json.Marshal without the HTML escaping of <, > and &,
+// which made records up to six times their event.
+func marshalNoEscape(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Entry places p at seq in log and returns the entry to store: the record

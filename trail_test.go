@@ -1,7 +1,10 @@
 package trail_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -154,10 +157,14 @@ func TestEntryBytesMatchRecord(t *testing.T) {
 	if err := json.Unmarshal(ent.Bytes, &r); err != nil {
 		t.Fatal(err)
 	}
-	again, err := json.Marshal(&r)
-	if err != nil {
+	// Records hold <, > and & unescaped (docs/SECURITY.md).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&r); err != nil {
 		t.Fatal(err)
 	}
+	again := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if string(again) != string(ent.Bytes) {
 		t.Fatalf("stored bytes:\n%s\nencoded record:\n%s", ent.Bytes, again)
 	}
@@ -170,5 +177,145 @@ func TestEntryBytesMatchRecord(t *testing.T) {
 	p2, _ := trail.Prepare(&e2, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), nil)
 	if p2.Digest == p.Digest {
 		t.Fatal("an event without a time has the digest of one with a time")
+	}
+}
+
+// ev builds an event with the required fields around extra members.
+func ev(extra string) string {
+	return `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"}` + extra + `}`
+}
+
+// TestParseEventHostile checks the answers to hostile input that a proxy
+// or a second parser could read otherwise than trail does.
+func TestParseEventHostile(t *testing.T) {
+	for _, tt := range []struct {
+		name, in, want string // want: substring of the error, "" for success
+	}{
+		{"duplicate action", `{"action":"a.b","action":"c.d","actor":{"id":"u"},"source":{"service":"s"}}`, `duplicate key "action" at /action`},
+		{"duplicate actor.id", `{"action":"a.b","actor":{"id":"u","id":"admin"},"source":{"service":"s"}}`, `duplicate key "id" at /actor/id`},
+		{"duplicate in data", ev(`,"data":{"x":[{"k":1,"k":2}]}`), `duplicate key "k" at /data/x/0/k`},
+		{"duplicate legacy", `{"user_id":"u","user_id":"v","event_type":"a.b","src_service":"s"}`, `duplicate key "user_id"`},
+		{"upper-case field", `{"ACTION":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`, `unknown field "ACTION"`},
+		{"mixed-case nested", `{"action":"a.b","actor":{"ID":"u"},"source":{"service":"s"}}`, `unknown field "actor.ID"`},
+		{"mixed-case source", `{"action":"a.b","actor":{"id":"u"},"source":{"Service":"s"}}`, `unknown field "source.Service"`},
+		{"lone high surrogate", ev(`,"tenant":"\ud800"`), `lone surrogate`},
+		{"lone low surrogate in data", ev(`,"data":{"x":"\udfff"}`), `lone surrogate`},
+		{"lone surrogate in a key", ev(`,"data":{"\ud800":1}`), `lone surrogate`},
+		{"surrogate pair", ev(`,"data":{"x":"\ud83d\ude00"}`), ""},
+		{"empty actor.id", `{"action":"a.b","actor":{"id":""},"source":{"service":"s"}}`, `"actor.id" is required`},
+		{"blank actor.id", `{"action":"a.b","actor":{"id":" \t"},"source":{"service":"s"}}`, `"actor.id" must not be blank`},
+		{"blank source.service", `{"action":"a.b","actor":{"id":"u"},"source":{"service":"  "}}`, `"source.service" must not be blank`},
+		{"blank legacy user_id", `{"user_id":" ","event_type":"a.b","src_service":"s"}`, `"actor.id" must not be blank`},
+		{"control in tenant", ev(`,"tenant":"a\u0000b"`), `field "tenant" holds control character U+0000`},
+		{"control in actor.name", `{"action":"a.b","actor":{"id":"u","name":"a\nb"},"source":{"service":"s"}}`, `field "actor.name" holds control character U+000A`},
+		{"control in target.type", ev(`,"target":{"type":"x\u001f"}`), `field "target.type" holds control`},
+		{"control in source.host", `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s","host":"h\r"}}`, `field "source.host" holds control`},
+		{"control in data", ev(`,"data":{"x":"a\u0000\n"}`), ""},
+		{"DEL is not C0", ev(`,"tenant":"a\u007f"`), ""},
+		{"id dot", ev(`,"id":"."`), `field "id"`},
+		{"id dot dot", ev(`,"id":".."`), `field "id"`},
+		{"id three dots", ev(`,"id":"..."`), ""},
+		{"time year 1", ev(`,"time":"0001-01-01T00:00:00Z"`), `out of range`},
+		{"time 2262", ev(`,"time":"2262-01-01T00:00:00Z"`), `out of range`},
+		{"time last", ev(`,"time":"2261-12-31T23:59:59.999999999Z"`), ""},
+		{"trailing data", ev(``) + ` {}`, `after the event object`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := trail.ParseEvent([]byte(tt.in), trail.DefaultLimits)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				return
+			}
+			if trail.ErrorCode(err) != trail.EINVALID || !strings.Contains(trail.ErrorMessage(err), tt.want) {
+				t.Fatalf("got error %v, want an invalid one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateIDSegments(t *testing.T) {
+	for _, tt := range []struct {
+		id string
+		ok bool
+	}{{".", false}, {"..", false}, {"...", true}, {".a", true}, {"a..b", true}, {"", false}, {"a/b", false}} {
+		if err := trail.ValidateID(tt.id); (err == nil) != tt.ok {
+			t.Errorf("ValidateID(%q): got %v, want ok=%v", tt.id, err, tt.ok)
+		}
+	}
+}
+
+// TestParseBatchStrict checks that a batch reports a duplicate key by the
+// item that holds it.
+func TestParseBatchStrict(t *testing.T) {
+	_, err := trail.ParseBatch([]byte(`[`+ev(``)+`,`+ev(`,"tenant":"a","tenant":"b"`)+`]`), trail.DefaultLimits)
+	var e *trail.Error
+	if !errors.As(err, &e) || len(e.Items) != 1 || e.Items[0].Index != 1 || !strings.Contains(e.Items[0].Reason, `duplicate key "tenant"`) {
+		t.Fatalf("got %v, want item 1 naming the duplicate key", err)
+	}
+	if _, err := trail.ParseBatch([]byte(`[`+ev(``)+`] x`), trail.DefaultLimits); trail.ErrorCode(err) != trail.EINVALID {
+		t.Fatalf("trailing data: got %v, want invalid", err)
+	}
+}
+
+// TestPrepareStoresWhatWasSent checks that the record holds <, > and &
+// as sent, while the idempotency digest keeps the encoding records stored
+// by earlier versions were compared by.
+func TestPrepareStoresWhatWasSent(t *testing.T) {
+	e, err := trail.ParseEvent([]byte(`{"action":"a.b","actor":{"id":"u","name":"<b>&</b>"},"source":{"service":"s"},"data":{"h":"<script>&amp;"}}`), trail.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := trail.Prepare(e, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), func() string { return "x" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := p.Entry("main", 0).Bytes
+	for _, want := range []string{`"name":"<b>&</b>"`, `"data":{"h":"<script>&amp;"}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("got record %s, want it to hold %s", b, want)
+		}
+	}
+	canon, _ := json.Marshal(e) // the digest's encoding since the first release
+	if got, want := p.Digest, trail.Digest(sha256.Sum256(canon)); got != want {
+		t.Errorf("got digest %x, want %x", got, want)
+	}
+}
+
+// TestPrepareRecordLimit checks that the stored record, not only the input,
+// stays within the event limit: 30 KB of '<' once became a 180 KB record.
+func TestPrepareRecordLimit(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	newID := func() string { return "0190a8c0-0000-7000-8000-000000000000" }
+	lt := ev(`,"data":{"x":"` + strings.Repeat("<", 30000) + `"}`)
+	e, err := trail.ParseEvent([]byte(lt), trail.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := trail.Prepare(e, now, newID)
+	if err != nil {
+		t.Fatalf("got %v, want a record", err)
+	}
+	if n := len(p.Entry("main", 0).Bytes); n > len(lt)+300 {
+		t.Fatalf("got a %d-byte record for a %d-byte event, want at most %d", n, len(lt), len(lt)+300)
+	}
+
+	lim := trail.Limits{MaxEventBytes: 4096}
+	pad := 4096 - len(ev(`,"data":{"x":""}`))
+	full := ev(`,"data":{"x":"` + strings.Repeat("a", pad) + `"}`)
+	if e, err = trail.ParseEvent([]byte(full), lim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trail.Prepare(e, now, newID); trail.ErrorCode(err) != trail.ETOOLARGE {
+		t.Fatalf("a %d-byte event whose record outgrows the limit of 4096: got %v, want %s", len(full), err, trail.ETOOLARGE)
+	}
+	// U+2028 is escaped in the record: 3 bytes become 6.
+	ls := `{"action":"a.b","actor":{"id":"u","name":"` + strings.Repeat("\u2028", 300) + `"},"source":{"service":"s"}}`
+	if e, err = trail.ParseEvent([]byte(ls), trail.Limits{MaxEventBytes: 1200}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trail.Prepare(e, now, newID); trail.ErrorCode(err) != trail.ETOOLARGE {
+		t.Fatalf("U+2028 blow-up: got %v, want %s", err, trail.ETOOLARGE)
 	}
 }

@@ -31,9 +31,15 @@ var ErrLeafHash = errors.New("trail client: record bytes do not match their leaf
 
 // Get returns the stored bytes of the record with id, verbatim, and its
 // leaf hash from the ETag. It checks that the bytes hash to it
-// (tlog.RecordHash), and returns an error wrapping ErrLeafHash if not. A
-// missing record is an *Error with status 404 (errors.Is trail.ErrNotFound).
+// (tlog.RecordHash), and returns an error wrapping ErrLeafHash if not; an
+// answer without an ETag is an error too, since its bytes cannot be
+// checked. A missing record is an *Error with status 404 (errors.Is
+// trail.ErrNotFound). The ids "." and ".." are refused before any request:
+// escaping cannot keep them from resolving to another path.
 func (c *Client) Get(ctx context.Context, id string) ([]byte, tlog.Hash, error) {
+	if id == "." || id == ".." {
+		return nil, tlog.Hash{}, trail.Errorf(trail.EINVALID, "id %q is not a record id: it is not a path segment of its own", id)
+	}
 	path := "/logs/" + url.PathEscape(id)
 	resp, err := c.do(ctx, &request{method: http.MethodGet, path: path, idempotent: true})
 	if err != nil {
@@ -48,14 +54,18 @@ func (c *Client) Get(ctx context.Context, id string) ([]byte, tlog.Hash, error) 
 		return nil, tlog.Hash{}, fmt.Errorf("trail client: GET %s: %w", path, err)
 	}
 	leaf := tlog.RecordHash(b)
-	if etag := resp.Header.Get("ETag"); etag != "" {
-		h, err := ParseETag(etag)
-		if err != nil {
-			return nil, tlog.Hash{}, fmt.Errorf("trail client: GET %s: %w", path, err)
-		}
-		if h != leaf {
-			return b, h, fmt.Errorf("trail client: GET %s: ETag %s, bytes hash to %s: %w", path, h, leaf, ErrLeafHash)
-		}
+	// Fail closed: an answer without an ETag (a redirect to another page,
+	// a proxy's rewrite) is not a record whose bytes can be trusted.
+	etag := resp.Header.Get("ETag")
+	if etag == "" {
+		return nil, tlog.Hash{}, fmt.Errorf("trail client: GET %s: the answer has no ETag, so its bytes cannot be checked against a leaf hash", path)
+	}
+	h, err := ParseETag(etag)
+	if err != nil {
+		return nil, tlog.Hash{}, fmt.Errorf("trail client: GET %s: %w", path, err)
+	}
+	if h != leaf {
+		return b, h, fmt.Errorf("trail client: GET %s: ETag %s, bytes hash to %s: %w", path, h, leaf, ErrLeafHash)
 	}
 	return b, leaf, nil
 }

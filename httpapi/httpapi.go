@@ -179,7 +179,8 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // ServeHTTP gives every request an id, recovers panics as 500 problems, logs
-// the request at debug level and hands it to the mux.
+// the request at debug level, refuses a malformed query string and hands
+// the request to the mux.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
@@ -206,6 +207,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.DebugContext(r.Context(), "http", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 			"bytes", sw.n, "duration", time.Since(start), "request_id", id)
 	}()
+	if err := checkRawQuery(r.URL.RawQuery); err != nil {
+		s.error(sw, r, err)
+		return
+	}
 	s.mux.ServeHTTP(sw, r)
 }
 

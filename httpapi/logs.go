@@ -352,8 +352,8 @@ func parseListQuery(q url.Values, stream bool) (*trail.Filter, int, error) {
 	}
 	for _, p := range []struct {
 		name string
-		t    *time.Time
-	}{{"since", &f.Since}, {"until", &f.Until}} {
+		set  func(time.Time)
+	}{{"since", f.SetSince}, {"until", f.SetUntil}} {
 		v := q.Get(p.name)
 		if v == "" {
 			continue
@@ -362,7 +362,7 @@ func parseListQuery(q url.Values, stream bool) (*trail.Filter, int, error) {
 		if err != nil {
 			return nil, 0, trail.Errorf(trail.EINVALID, "parameter %q must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", p.name, v)
 		}
-		*p.t = t.UTC()
+		p.set(t) // exact for any year 0000-9999 (see trail.Filter.SetSince)
 	}
 	switch q.Get("order") {
 	case "", "desc":

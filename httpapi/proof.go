@@ -251,6 +251,16 @@ func leafHash(e *trail.Entry) tlog.Hash {
 	return tlog.RecordHash(e.Bytes)
 }
 
+// checkRawQuery returns an EINVALID error if the query string does not
+// decode. URL.Query drops what it cannot decode, so a broken cursor would
+// silently restart paging at page 1; ServeHTTP calls this for every route.
+func checkRawQuery(raw string) error {
+	if _, err := url.ParseQuery(raw); err != nil {
+		return trail.Errorf(trail.EINVALID, "the query string is malformed (%v); write %% as %%25 and separate parameters with &", err)
+	}
+	return nil
+}
+
 // checkQuery returns an EINVALID error naming any query parameter outside
 // known, or any given twice.
 func checkQuery(q url.Values, known ...string) error {
