@@ -22,7 +22,8 @@
 #
 # A TRAIL_TEST_MONGODB_URI already set names a server to use instead of
 # starting one. With CI=true the tests fail, not skip, when a server or tool
-# they need is missing. FerretDB is stopped by its PID on exit.
+# they need is missing. FerretDB is stopped by its PID on exit. Last, with no
+# arguments, every fuzz target runs for FUZZTIME (default 10s) each.
 set -Eeuo pipefail
 
 # Pinned: staticcheck v0.8.2 is release 2026.2.2, the newest, and supports Go 1.26.
@@ -286,3 +287,18 @@ done
 begin "go test -race -count=1 $* ${pkgs[*]}"
 go test -race -count=1 -timeout 10m "$@" "${pkgs[@]}"
 end
+
+# --- fuzzing ---------------------------------------------------------------
+# Every fuzz target runs for a bounded time (FUZZTIME, default 10s); a crash
+# fails the run, and go test saves the input under testdata/fuzz/ for a
+# regression seed. Skipped when arguments narrow the run.
+if (($# == 0)) && [[ ${FUZZTIME:-10s} != 0 ]]; then
+	begin "go test -fuzz, ${FUZZTIME:-10s} per target"
+	while IFS=: read -r file name; do
+		dir=./$(dirname "$file")
+		say "fuzz $name in $dir"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-10s}" -parallel 2 "$dir" ||
+			die "fuzz target $name in $dir failed; the failing input is saved under $dir/testdata/fuzz/$name"
+	done < <(git grep -o -E '^func Fuzz[A-Za-z0-9_]+' -- '*_test.go' | sed 's/func //')
+	end
+fi
