@@ -60,7 +60,7 @@ func MustOpenServerKey(tb testing.TB, keyFile string, wrap func(http.Handler) ht
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var h http.Handler = httpapi.New(httpapi.Config{Ingester: ing, Store: store, Checkpoints: ing})
+	var h http.Handler = httpapi.New(httpapi.Config{Ingester: ing, Store: store})
 	if wrap != nil {
 		h = wrap(h)
 	}

@@ -27,15 +27,7 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	log := q.Get("log")
-	if log == "" {
-		h, err := s.store.Head(ctx)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		log = h.Log
-	}
+	log := s.logParam(q)
 	var from int64
 	if v := q.Get("from"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -130,11 +122,7 @@ func (s *server) logSize(r *http.Request, log string) (int64, error) {
 	ctx := r.Context()
 	size, found := int64(0), false
 	// The written log first: it exists even before its first record.
-	h, err := s.store.Head(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if h.Log == log {
+	if h := s.ingester.Head(); h.Log == log {
 		size, found = h.Size, true
 	} else {
 		logs, err := s.store.Logs(ctx)
@@ -148,7 +136,7 @@ func (s *server) logSize(r *http.Request, log string) (int64, error) {
 		}
 	}
 	// Normally an empty range read on the (log, seq) key.
-	err = s.store.Scan(ctx, log, size, math.MaxInt64, func(e *trail.Entry) error {
+	err := s.store.Scan(ctx, log, size, math.MaxInt64, func(e *trail.Entry) error {
 		size, found = e.Seq+1, true
 		return nil
 	})

@@ -34,17 +34,17 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// The ingester is what cmd/trail passes as Checkpoints.
-var _ httpapi.Checkpoints = (*ingest.Ingester)(nil)
+// The ingester is what cmd/trail passes as the Ingester.
+var _ trail.Ingester = (*ingest.Ingester)(nil)
 
 // serverConfig varies the test server.
 type serverConfig struct {
 	backend   string // "sqlite" (default) or "mongo"
 	limits    trail.Limits
-	interval  time.Duration                 // checkpoint interval (default 5ms)
-	noSigning bool                          // no signer and no Checkpoints
-	wrap      func(trail.Store) trail.Store // wraps the store the handler reads
-	logger    *slog.Logger                  // default: discard
+	interval  time.Duration                   // checkpoint interval (default 5ms)
+	noSigning bool                            // no signer: signing is off
+	wrap      func(trail.Reader) trail.Reader // wraps the store the handler reads
+	logger    *slog.Logger                    // default: discard
 }
 
 // testServer is the real thing on loopback: a SQLite file in t.TempDir(),
@@ -102,9 +102,6 @@ func MustOpenServer(tb testing.TB, cfg serverConfig) *testServer {
 	hcfg := httpapi.Config{Ingester: ing, Store: st, Limits: cfg.limits, Logger: logger}
 	if cfg.wrap != nil {
 		hcfg.Store = cfg.wrap(st)
-	}
-	if !cfg.noSigning {
-		hcfg.Checkpoints = ing
 	}
 	ts.Server = httptest.NewServer(httpapi.New(hcfg))
 	tb.Cleanup(func() {
@@ -586,7 +583,7 @@ func TestRequestID(t *testing.T) {
 // failingStore is the real store with Get broken, to reach the internal
 // error path.
 type failingStore struct {
-	trail.Store
+	trail.Reader
 	err error
 }
 
@@ -599,8 +596,8 @@ func TestInternalErrorHidden(t *testing.T) {
 	var mu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
 	secret := errors.New("sqlite: get: disk I/O error at /secret/path")
-	ts := MustOpenServer(t, serverConfig{logger: logger, wrap: func(s trail.Store) trail.Store {
-		return &failingStore{Store: s, err: secret}
+	ts := MustOpenServer(t, serverConfig{logger: logger, wrap: func(s trail.Reader) trail.Reader {
+		return &failingStore{Reader: s, err: secret}
 	}})
 	r := ts.do(t, "GET", "/logs/x1", "")
 	p := r.problem(t, http.StatusInternalServerError)

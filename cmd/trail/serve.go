@@ -208,9 +208,8 @@ func serve(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout io
 	}()
 
 	handler := httpapi.New(httpapi.Config{
-		Ingester:    ing,
-		Store:       store,
-		Checkpoints: ing,
+		Ingester: ing,
+		Store:    store,
 		Limits: trail.Limits{
 			MaxEventBytes:   int(cfg.maxEventBytes),
 			MaxRequestBytes: int64(cfg.maxRequestBytes),
