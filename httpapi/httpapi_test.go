@@ -11,9 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -24,11 +22,9 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
-	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
-	"github.com/trail-audit/trail/internal/testmongo"
+	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
-	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -38,82 +34,16 @@ import (
 var _ trail.Ingester = (*ingest.Ingester)(nil)
 
 // serverConfig varies the test server.
-type serverConfig struct {
-	backend   string // "sqlite" (default) or "mongo"
-	limits    trail.Limits
-	interval  time.Duration                   // checkpoint interval (default 5ms)
-	noSigning bool                            // no signer: signing is off
-	wrap      func(trail.Reader) trail.Reader // wraps the store the handler reads
-	logger    *slog.Logger                    // default: discard
-}
+type serverConfig = testserver.Config
 
-// testServer is the real thing on loopback: a SQLite file in t.TempDir(),
-// an ingester with a real signing key, and the handler in httptest.
-type testServer struct {
-	*httptest.Server
-	store trail.Store
-	path  string // the SQLite file, with the sqlite backend
-	ing   *ingest.Ingester
-	vkey  string
-	log   string
-}
+// testServer is the real thing on loopback, as cmd/trail serve builds it
+// (internal/testserver).
+type testServer struct{ *testserver.Server }
 
 // MustOpenServer starts a test server and closes it when the test ends.
 func MustOpenServer(tb testing.TB, cfg serverConfig) *testServer {
 	tb.Helper()
-	dir := tb.TempDir()
-	ts := &testServer{}
-	var st trail.Store
-	var err error
-	switch cfg.backend {
-	case "", "sqlite":
-		ts.path = filepath.Join(dir, "trail.db")
-		st, err = sqlite.Open(sqlite.Config{Path: ts.path, Log: "main"})
-	case "mongo":
-		st, err = mongo.Open(context.Background(), mongo.Config{URI: testmongo.DatabaseURI(tb), Logger: slog.New(slog.DiscardHandler)})
-	default:
-		tb.Fatalf("unknown backend %q", cfg.backend)
-	}
-	if err != nil {
-		tb.Fatalf("open %s store: %v", cfg.backend, err)
-	}
-	ts.store = st
-	icfg := ingest.Config{CheckpointInterval: cfg.interval, Origin: "trail.test"}
-	if icfg.CheckpointInterval == 0 {
-		icfg.CheckpointInterval = 5 * time.Millisecond
-	}
-	if !cfg.noSigning {
-		signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
-		if err != nil {
-			tb.Fatalf("LoadOrCreateKey: %v", err)
-		}
-		icfg.Signer, icfg.Verifier, ts.vkey = signer, vkey, vkey
-	}
-	ing, err := ingest.New(context.Background(), st, icfg)
-	if err != nil {
-		tb.Fatalf("ingest.New: %v", err)
-	}
-	ts.ing = ing
-	ts.log = ing.Head().Log
-	logger := cfg.logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	hcfg := httpapi.Config{Ingester: ing, Store: st, Limits: cfg.limits, Logger: logger}
-	if cfg.wrap != nil {
-		hcfg.Store = cfg.wrap(st)
-	}
-	ts.Server = httptest.NewServer(httpapi.New(hcfg))
-	tb.Cleanup(func() {
-		ts.Server.Close()
-		if err := ing.Close(context.Background()); err != nil {
-			tb.Errorf("ingest Close: %v", err)
-		}
-		if err := st.Close(); err != nil {
-			tb.Errorf("store Close: %v", err)
-		}
-	})
-	return ts
+	return &testServer{testserver.MustOpen(tb, cfg)}
 }
 
 // backends are the stores the HTTP behaviour must be the same on.
@@ -168,7 +98,7 @@ func (ts *testServer) post(tb testing.TB, body string) *response {
 // size returns how many records the store's log holds.
 func (ts *testServer) size(tb testing.TB) int64 {
 	tb.Helper()
-	h, err := ts.store.Head(context.Background())
+	h, err := ts.Store.Head(context.Background())
 	if err != nil {
 		tb.Fatalf("Head: %v", err)
 	}
@@ -240,7 +170,7 @@ type receiptsBody struct {
 
 func TestPostContentTypes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 		for _, tt := range []struct {
 			name, contentType, body string
 			want                    int // receipts; 0: a single receipt object
@@ -287,10 +217,10 @@ func TestPostContentTypes(t *testing.T) {
 					receipts = rb.Receipts
 				}
 				for i, rc := range receipts {
-					if rc.ID == "" || rc.Log != ts.log || rc.Seq != before+int64(i) || rc.ReceivedAt.IsZero() {
-						t.Fatalf("receipt %d: got %+v, want id, log %q, seq %d and received_at", i, rc, ts.log, before+int64(i))
+					if rc.ID == "" || rc.Log != ts.Log || rc.Seq != before+int64(i) || rc.ReceivedAt.IsZero() {
+						t.Fatalf("receipt %d: got %+v, want id, log %q, seq %d and received_at", i, rc, ts.Log, before+int64(i))
 					}
-					e, err := ts.store.Get(context.Background(), rc.ID)
+					e, err := ts.Store.Get(context.Background(), rc.ID)
 					if err != nil {
 						t.Fatalf("stored record %s: %v", rc.ID, err)
 					}
@@ -308,7 +238,7 @@ func TestPostContentTypes(t *testing.T) {
 
 func TestPostIdempotency(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 
 		first := ts.post(t, eventJSON("evt-1", 1))
 		first.wantStatus(t, http.StatusCreated)
@@ -368,7 +298,7 @@ func receiptEqual(a, b trail.Receipt) bool {
 func TestPostBadInput(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		lim := trail.Limits{MaxEventBytes: 1024, MaxRequestBytes: 8192, MaxBatchEvents: 5}
-		ts := MustOpenServer(t, serverConfig{backend: backend, limits: lim})
+		ts := MustOpenServer(t, serverConfig{Backend: backend, Limits: lim})
 		ts.post(t, eventJSON("taken", 0)).wantStatus(t, http.StatusCreated)
 
 		const (
@@ -454,10 +384,10 @@ func TestPostBadInput(t *testing.T) {
 
 func TestGetByID(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 		r := ts.post(t, `{"id":"rec-1","action":"account.suspended","actor":{"id":"u1","type":"user"},"target":{"id":"acct-9","type":"account"},"source":{"service":"billing"},"outcome":"success","data":{"reason":"fraud","n":1.50}}`)
 		r.wantStatus(t, http.StatusCreated)
-		e, err := ts.store.Get(context.Background(), "rec-1")
+		e, err := ts.Store.Get(context.Background(), "rec-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -596,7 +526,7 @@ func TestInternalErrorHidden(t *testing.T) {
 	var mu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
 	secret := errors.New("sqlite: get: disk I/O error at /secret/path")
-	ts := MustOpenServer(t, serverConfig{logger: logger, wrap: func(s trail.Reader) trail.Reader {
+	ts := MustOpenServer(t, serverConfig{Logger: logger, WrapReader: func(s trail.Reader) trail.Reader {
 		return &failingStore{Reader: s, err: secret}
 	}})
 	r := ts.do(t, "GET", "/logs/x1", "")
@@ -630,7 +560,7 @@ type seedEvent struct {
 
 func TestList(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 		base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 		var seeds []seedEvent
 		var batch []string
@@ -743,7 +673,7 @@ func TestList(t *testing.T) {
 			}
 			ids := want(func(e *seedEvent) bool { return e.Tenant == "acme" }, false)
 			for i, raw := range page.Events {
-				e, err := ts.store.Get(context.Background(), ids[i])
+				e, err := ts.Store.Get(context.Background(), ids[i])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -979,7 +909,7 @@ func TestListNDJSON(t *testing.T) {
 				}
 				seen[rec.ID] = true
 				if len(seen)%500 == 1 {
-					e, err := ts.store.Get(context.Background(), rec.ID)
+					e, err := ts.Store.Get(context.Background(), rec.ID)
 					if err != nil || !bytes.Equal(e.Bytes, sc.Bytes()) {
 						t.Fatalf("line for %s: got %s, want the stored bytes (%v)", rec.ID, sc.Bytes(), err)
 					}
@@ -1007,7 +937,7 @@ func TestListNDJSON(t *testing.T) {
 // the note. It does not time anything: the deadline only stops a hung test.
 func waitCheckpoint(tb testing.TB, ts *testServer, size int64) []byte {
 	tb.Helper()
-	v, err := note.NewVerifier(ts.vkey)
+	v, err := note.NewVerifier(ts.Verifier)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -1069,13 +999,13 @@ type proofBody struct {
 // HTTP answers and the verifier key.
 func TestProofs(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 
 		r := ts.do(t, "GET", "/checkpoint/key", "")
 		r.wantStatus(t, http.StatusOK)
 		vkey := string(r.body)
-		if vkey != ts.vkey || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
-			t.Fatalf("key: got %q (%s), want %q as text/plain", vkey, r.header.Get("Content-Type"), ts.vkey)
+		if vkey != ts.Verifier || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Fatalf("key: got %q (%s), want %q as text/plain", vkey, r.header.Get("Content-Type"), ts.Verifier)
 		}
 		// Nothing is signed yet.
 		ts.do(t, "GET", "/checkpoint", "").problem(t, http.StatusNotFound)
@@ -1103,10 +1033,10 @@ func TestProofs(t *testing.T) {
 		post(13, 24)
 		note37 := waitCheckpoint(t, ts, 37)
 		cp1, cp13, cp37 := openNote(t, vkey, note1), openNote(t, vkey, note13), openNote(t, vkey, note37)
-		if cp37.Origin != "trail.test/"+ts.log {
-			t.Fatalf("origin: got %q, want trail.test/%s", cp37.Origin, ts.log)
+		if cp37.Origin != "trail.test/"+ts.Log {
+			t.Fatalf("origin: got %q, want trail.test/%s", cp37.Origin, ts.Log)
 		}
-		r = ts.do(t, "GET", "/checkpoint?log="+ts.log, "")
+		r = ts.do(t, "GET", "/checkpoint?log="+ts.Log, "")
 		r.wantStatus(t, http.StatusOK)
 		if !bytes.Equal(r.body, note37) || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
 			t.Fatalf("checkpoint?log=: got %q (%s), want the latest note as text/plain", r.body, r.header.Get("Content-Type"))
@@ -1121,7 +1051,7 @@ func TestProofs(t *testing.T) {
 				t.Fatalf("proof %s: %v", r.body, err)
 			}
 			got := openNote(t, vkey, []byte(p.Checkpoint))
-			if got != cp || p.Size != cp.Size || p.Log != ts.log || p.ID != id {
+			if got != cp || p.Size != cp.Size || p.Log != ts.Log || p.ID != id {
 				t.Fatalf("proof of %s%s: got checkpoint %+v size %d log %s, want %+v", id, query, got, p.Size, p.Log, cp)
 			}
 			rec := ts.do(t, "GET", "/logs/"+id, "").body
@@ -1155,7 +1085,7 @@ func TestProofs(t *testing.T) {
 				query    string
 			}{
 				{cp1, cp13, "?from=1&to=13"},
-				{cp13, cp37, "?from=13&to=37&log=" + ts.log},
+				{cp13, cp37, "?from=13&to=37&log=" + ts.Log},
 				{cp1, cp37, "?from=1"},
 				{cp13, cp13, "?from=13&to=13"},
 			} {
@@ -1169,8 +1099,8 @@ func TestProofs(t *testing.T) {
 				if err := json.Unmarshal(r.body, &p); err != nil {
 					t.Fatal(err)
 				}
-				if p.Log != ts.log || p.From != tt.from.Size || p.To != tt.to.Size {
-					t.Fatalf("%s: got %s/%d/%d, want %s/%d/%d", tt.query, p.Log, p.From, p.To, ts.log, tt.from.Size, tt.to.Size)
+				if p.Log != ts.Log || p.From != tt.from.Size || p.To != tt.to.Size {
+					t.Fatalf("%s: got %s/%d/%d, want %s/%d/%d", tt.query, p.Log, p.From, p.To, ts.Log, tt.from.Size, tt.to.Size)
 				}
 				if err := tlog.CheckTree(p.Proof, p.To, tt.to.Hash, p.From, tt.from.Hash); err != nil {
 					t.Fatalf("CheckTree %s: %v", tt.query, err)
@@ -1213,7 +1143,7 @@ func TestProofs(t *testing.T) {
 func TestProofNotCovered(t *testing.T) {
 	// An hour between checkpoints: the first commit is signed at once, the
 	// next not until Close.
-	ts := MustOpenServer(t, serverConfig{interval: time.Hour})
+	ts := MustOpenServer(t, serverConfig{CheckpointInterval: time.Hour})
 	ts.post(t, eventJSON("first", 1)).wantStatus(t, http.StatusCreated)
 	waitCheckpoint(t, ts, 1)
 	ts.post(t, eventJSON("second", 2)).wantStatus(t, http.StatusCreated)
@@ -1228,7 +1158,7 @@ func TestProofNotCovered(t *testing.T) {
 }
 
 func TestSigningOff(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{noSigning: true})
+	ts := MustOpenServer(t, serverConfig{NoSigning: true})
 	ts.post(t, eventJSON("a1", 1)).wantStatus(t, http.StatusCreated)
 	for _, path := range []string{"/checkpoint", "/checkpoint/key", "/logs/a1/proof", "/proof/consistency?from=1&to=1"} {
 		p := ts.do(t, "GET", path, "").problem(t, http.StatusNotFound)
@@ -1273,16 +1203,16 @@ func getExport(tb testing.TB, ts *testServer, query string) (exportHead, [][]byt
 }
 
 func TestExport(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{interval: time.Hour}) // signs the first commit, then only at Close
+	ts := MustOpenServer(t, serverConfig{CheckpointInterval: time.Hour}) // signs the first commit, then only at Close
 	ts.post(t, batchJSON(0, 10)).wantStatus(t, http.StatusCreated)
 	waitCheckpoint(t, ts, 10)
 	ts.post(t, batchJSON(10, 5)).wantStatus(t, http.StatusCreated)
 
 	h, records := getExport(t, ts, "")
-	if h.Log != ts.log || h.From != 0 || h.To != 10 || len(records) != 10 {
-		t.Fatalf("default export: got %+v and %d records, want log %s, 0 to 10, 10 records", h, len(records), ts.log)
+	if h.Log != ts.Log || h.From != 0 || h.To != 10 || len(records) != 10 {
+		t.Fatalf("default export: got %+v and %d records, want log %s, 0 to 10, 10 records", h, len(records), ts.Log)
 	}
-	cp := openNote(t, ts.vkey, []byte(h.Checkpoint))
+	cp := openNote(t, ts.Verifier, []byte(h.Checkpoint))
 	// An auditor's check: rebuild the tree from the exported bytes alone.
 	var hashes []tlog.Hash
 	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
@@ -1293,7 +1223,7 @@ func TestExport(t *testing.T) {
 		return out, nil
 	})
 	for i, rec := range records {
-		e, err := ts.store.Get(context.Background(), mustRecord(t, rec).ID)
+		e, err := ts.Store.Get(context.Background(), mustRecord(t, rec).ID)
 		if err != nil || e.Seq != int64(i) || !bytes.Equal(e.Bytes, rec) {
 			t.Fatalf("line %d: got %s, want the stored bytes of seq %d (%v)", i, rec, i, err)
 		}
@@ -1314,7 +1244,7 @@ func TestExport(t *testing.T) {
 	}{
 		{"?to=end", 0, 15},
 		{"?from=10&to=end", 10, 15},
-		{"?from=3&to=7&log=" + ts.log, 3, 7},
+		{"?from=3&to=7&log=" + ts.Log, 3, 7},
 		{"?from=15&to=end", 15, 15},
 	} {
 		h, records := getExport(t, ts, tt.query)
@@ -1357,7 +1287,7 @@ func TestExportShowsForgedRow(t *testing.T) {
 	waitCheckpoint(t, ts, 3)
 
 	ctx := context.Background()
-	forger, err := sqlite.Open(sqlite.Config{Path: ts.path, Log: ts.log})
+	forger, err := sqlite.Open(sqlite.Config{Path: ts.Path, Log: ts.Log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1369,8 +1299,8 @@ func TestExportShowsForgedRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry := p.Entry(ts.log, 3)
-	if err := merkle.NewTree(3, merkle.Reader(ctx, forger, ts.log)).Append([]*trail.Entry{entry}); err != nil {
+	entry := p.Entry(ts.Log, 3)
+	if err := merkle.NewTree(3, merkle.Reader(ctx, forger, ts.Log)).Append([]*trail.Entry{entry}); err != nil {
 		t.Fatal(err)
 	}
 	if err := forger.Append(ctx, []*trail.Entry{entry}); err != nil {
@@ -1408,7 +1338,7 @@ func TestHealth(t *testing.T) {
 
 	// A closed ingester takes no writes: not ready, and POST answers 503
 	// with Retry-After; liveness and reads go on.
-	if err := ts.ing.Close(context.Background()); err != nil {
+	if err := ts.Ingester.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r := ts.do(t, "GET", "/readyz", "")
@@ -1429,7 +1359,7 @@ func TestHealth(t *testing.T) {
 // through the whole stack: HTTP, parsing, group commit, SQLite with a synced
 // commit, Merkle hashes and checkpoints.
 func BenchmarkPostBatch(b *testing.B) {
-	ts := MustOpenServer(b, serverConfig{interval: time.Second})
+	ts := MustOpenServer(b, serverConfig{CheckpointInterval: time.Second})
 	body := batchJSON(0, 100)
 	b.SetBytes(int64(len(body)))
 	b.SetParallelism(4)
