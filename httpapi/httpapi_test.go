@@ -27,6 +27,9 @@ import (
 	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/sqlite"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodriver "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -1362,6 +1365,77 @@ func mustRecord(tb testing.TB, b []byte) trail.Record {
 		tb.Fatalf("record %s: %v", b, err)
 	}
 	return r
+}
+
+// TestReadsLeaveTheLeaseAlone checks, on MongoDB, that no read endpoint
+// changes a log document (the lease, the committed size, a batch in
+// doubt), even when the lease looks lapsed: reads go through a trail.Reader
+// and the ingester's own head, never through the writer's Store.Head, which
+// would then renew the lease or claim another log. mongo's
+// TestReadsLeaveTheWriterAlone checks the Reader itself.
+func TestReadsLeaveTheLeaseAlone(t *testing.T) {
+	// A lease of an hour is not renewed during the test; the clock moves
+	// past it once the writes are done.
+	var ahead atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	ts := MustOpenServer(t, serverConfig{Backend: "mongo", LeaseTTL: time.Hour, Now: now})
+	ts.post(t, batchJSON(0, 5)).wantStatus(t, http.StatusCreated)
+	waitCheckpoint(t, ts, 5)
+	var rb receiptsBody
+	r := ts.post(t, batchJSON(5, 1))
+	r.wantStatus(t, http.StatusCreated)
+	if err := json.Unmarshal(r.body, &rb); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(t, ts, 6)
+	id := rb.Receipts[0].ID
+
+	c, err := mongodriver.Connect(options.Client().ApplyURI(ts.URI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(context.Background())
+	logs := c.Database(strings.TrimPrefix(mustParseURL(t, ts.URI).Path, "/")).Collection("logs")
+	snapshot := func() []bson.M {
+		t.Helper()
+		cur, err := logs.Find(t.Context(), bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs []bson.M
+		if err := cur.All(t.Context(), &docs); err != nil {
+			t.Fatal(err)
+		}
+		if len(docs) == 0 {
+			t.Fatal("log documents: got none, want the claimed log's")
+		}
+		return docs
+	}
+	before := snapshot()
+	ahead.Store(int64(2 * time.Hour))
+	for _, path := range []string{
+		"/logs", "/logs?action=account.*&limit=2", "/logs/" + id, "/logs/" + id + "/proof",
+		"/logs/" + id + "/proof?size=6", "/proof/consistency?from=5", "/export", "/export?to=end&log=" + ts.Log,
+		"/checkpoint", "/checkpoint/key", "/healthz",
+	} {
+		ts.do(t, "GET", path, "").wantStatus(t, http.StatusOK)
+	}
+	ts.do(t, "GET", "/logs", "", "Accept", "application/x-ndjson").wantStatus(t, http.StatusOK)
+	ready := ts.do(t, "GET", "/readyz", "")
+	if after := snapshot(); !reflect.DeepEqual(after, before) {
+		t.Fatalf("log documents after the reads: got %v, want them unchanged: %v", after, before)
+	}
+	// The store says the lease is not renewed, rather than renewing it.
+	ready.wantStatus(t, http.StatusServiceUnavailable)
+}
+
+func mustParseURL(tb testing.TB, s string) *url.URL {
+	tb.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
 }
 
 func TestHealth(t *testing.T) {

@@ -29,12 +29,13 @@ const Origin = "trail.test"
 // Config varies the test server. The zero Config is a signing server over
 // SQLite.
 type Config struct {
-	Backend            string        // "sqlite" (default) or "mongo"
-	Limits             trail.Limits  // per request; zero fields take the defaults
-	CheckpointInterval time.Duration // default 5ms
-	NoSigning          bool          // no signer: signing is off
-	KeyFile            string        // the signing key, created if missing; default one of the server's own
-	LeaseTTL           time.Duration // mongo only; default mongo's
+	Backend            string           // "sqlite" (default) or "mongo"
+	Limits             trail.Limits     // per request; zero fields take the defaults
+	CheckpointInterval time.Duration    // default 5ms
+	NoSigning          bool             // no signer: signing is off
+	KeyFile            string           // the signing key, created if missing; default one of the server's own
+	LeaseTTL           time.Duration    // mongo only; default mongo's
+	Now                func() time.Time // mongo only: the lease clock; default time.Now
 
 	// WrapReader, if set, wraps the store the API reads, so that a test can
 	// put faults in the read path.
@@ -51,6 +52,7 @@ type Server struct {
 	*httptest.Server
 	Store    trail.Store
 	Path     string // the SQLite file, with the sqlite backend
+	URI      string // the MongoDB database, with the mongo backend
 	Ingester *ingest.Ingester
 	Verifier string // "" if signing is off
 	Log      string // the log the server writes
@@ -66,7 +68,7 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{}
-	s.Store, s.Path = mustOpenStore(tb, dir, cfg)
+	s.Store, s.Path, s.URI = mustOpenStore(tb, dir, cfg)
 	nc := node.Config{
 		Ingest: ingest.Config{CheckpointInterval: cfg.CheckpointInterval, Origin: Origin},
 		Limits: cfg.Limits,
@@ -116,26 +118,27 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 }
 
 // mustOpenStore opens the backend's store in dir or in a fresh database,
-// and returns it with the SQLite file's path ("" on MongoDB).
-func mustOpenStore(tb testing.TB, dir string, cfg Config) (trail.Store, string) {
+// and returns it with the SQLite file's path or the database's URI.
+func mustOpenStore(tb testing.TB, dir string, cfg Config) (st trail.Store, path, uri string) {
 	tb.Helper()
 	switch cfg.Backend {
 	case "", "sqlite":
-		path := filepath.Join(dir, "trail.db")
+		path = filepath.Join(dir, "trail.db")
 		st, err := sqlite.Open(sqlite.Config{Path: path, Log: "main"})
 		if err != nil {
 			tb.Fatalf("open sqlite store: %v", err)
 		}
-		return st, path
+		return st, path, ""
 	case "mongo":
+		uri = testmongo.DatabaseURI(tb)
 		st, err := mongo.Open(context.Background(), mongo.Config{
-			URI: testmongo.DatabaseURI(tb), LeaseTTL: cfg.LeaseTTL, Logger: slog.New(slog.DiscardHandler),
+			URI: uri, LeaseTTL: cfg.LeaseTTL, Now: cfg.Now, Logger: slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
 			tb.Fatalf("open mongo store: %v", err)
 		}
-		return st, ""
+		return st, "", uri
 	}
 	tb.Fatalf("testserver: unknown backend %q", cfg.Backend)
-	return nil, ""
+	return nil, "", ""
 }
