@@ -2,7 +2,6 @@ package trail
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -55,25 +54,4 @@ func ParseNote(note []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("checkpoint: the note has no signature block")
 	}
 	return ParseCheckpoint(note[:i+1])
-}
-
-// Result is the outcome of one accepted ingest request.
-type Result struct {
-	Receipts []Receipt
-	// Created is false when every event was a replay of stored content, so
-	// that nothing new was written (HTTP 200 rather than 201).
-	Created bool
-}
-
-// Ingester accepts events and answers once they are durable. ingest.Ingester
-// implements it; the HTTP API depends only on this.
-type Ingester interface {
-	// Submit stores events atomically (all or none) and returns their
-	// receipts in order. Errors are *Error: EINVALID, ECONFLICT (an id is
-	// stored with other content), EUNAVAILABLE (queue full, store down or
-	// writes refused; retry later).
-	Submit(ctx context.Context, events []*Event) (*Result, error)
-
-	// Ready returns nil if the log can take writes now, else why not.
-	Ready(ctx context.Context) error
 }

@@ -6,26 +6,11 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// A Store persists records. It appends to exactly one log (its Head) and
-// reads every log it holds. It has no method that changes or removes a
-// record: stores are append-only, and their schema enforces it where it can.
-//
-// The conformance suite in package storetest states these rules as tests;
-// every implementation runs it.
-type Store interface {
-	// Head returns the log this store appends to and its size. After
-	// ErrFenced it may name a different log.
-	Head(ctx context.Context) (Head, error)
-
-	// Append stores entries atomically: all of them or none. Their seqs MUST
-	// be dense and start at the current size of Head's log, and each MUST
-	// carry its Hashes (tlog.StoredHashes). Append returns only after the
-	// write is durable (synced to disk, or majority-acknowledged). It returns
-	// ErrFenced if another writer holds one of those seqs, an *Error with
-	// ECONFLICT if an id is already stored, and ErrUnavailable (wrapped) if
-	// the store cannot be reached.
-	Append(ctx context.Context, entries []*Entry) error
-
+// A Reader reads what a Store holds. Its methods MUST NOT take a store's
+// writer lock, claim, renew or release a log, or settle a batch in doubt:
+// the HTTP API serves every read through a Reader, and a read must never
+// stall behind a commit or change who writes which log.
+type Reader interface {
 	// Lookup returns the stored entries with the given ids; absent ids are
 	// absent from the map. Entries carry Digest and Hashes.
 	Lookup(ctx context.Context, ids []string) (map[string]*Entry, error)
@@ -46,10 +31,6 @@ type Store interface {
 	// ReadHashes returns the stored hashes of log at the tlog indexes.
 	ReadHashes(ctx context.Context, log string, indexes []int64) ([]tlog.Hash, error)
 
-	// AddCheckpoint stores a signed checkpoint of log at size. Checkpoints
-	// are append-only too.
-	AddCheckpoint(ctx context.Context, log string, size int64, note []byte) error
-
 	// Checkpoint returns the stored checkpoint of log at size, or the
 	// latest one if size < 0. It returns ErrNotFound if there is none.
 	Checkpoint(ctx context.Context, log string, size int64) (note []byte, err error)
@@ -59,6 +40,34 @@ type Store interface {
 
 	// Ping reports whether the store can be reached and written.
 	Ping(ctx context.Context) error
+}
+
+// A Store persists records. It appends to exactly one log (its Head) and
+// reads every log it holds. It has no method that changes or removes a
+// record: stores are append-only, and their schema enforces it where it can.
+//
+// The conformance suite in package storetest states these rules as tests;
+// every implementation runs it.
+type Store interface {
+	Reader
+
+	// Head returns the log this store appends to and its size. After
+	// ErrFenced it may name a different log. It belongs to the writer: it
+	// may wait for a commit, settle a batch in doubt or claim a new log.
+	Head(ctx context.Context) (Head, error)
+
+	// Append stores entries atomically: all of them or none. Their seqs MUST
+	// be dense and start at the current size of Head's log, and each MUST
+	// carry its Hashes (tlog.StoredHashes). Append returns only after the
+	// write is durable (synced to disk, or majority-acknowledged). It returns
+	// ErrFenced if another writer holds one of those seqs, an *Error with
+	// ECONFLICT if an id is already stored, and ErrUnavailable (wrapped) if
+	// the store cannot be reached.
+	Append(ctx context.Context, entries []*Entry) error
+
+	// AddCheckpoint stores a signed checkpoint of log at size. Checkpoints
+	// are append-only too.
+	AddCheckpoint(ctx context.Context, log string, size int64, note []byte) error
 
 	Close() error
 }

@@ -18,65 +18,30 @@ import (
 	"github.com/google/uuid"
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/client"
-	"github.com/trail-audit/trail/httpapi"
-	"github.com/trail-audit/trail/ingest"
 	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
-	"github.com/trail-audit/trail/sqlite"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Server is a real trail server on loopback: httpapi over ingest over a
-// SQLite file in a temporary directory.
-type Server struct {
-	*httptest.Server
-	Verifier string
-	Store    *sqlite.Store
-}
+// Server is a real trail server on loopback (internal/testserver).
+type Server = testserver.Server
 
-// MustOpenServer starts a Server. wrap, if not nil, wraps its handler, so
+// MustOpenServer starts a real trail server on loopback, as cmd/trail serve
+// builds it (internal/testserver). wrap, if not nil, wraps its handler, so
 // that a test can put faults in front of the real API.
 func MustOpenServer(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	tb.Helper()
-	return MustOpenServerKey(tb, filepath.Join(tb.TempDir(), "trail.key"), wrap)
+	return MustOpenServerKey(tb, "", wrap)
 }
 
-// MustOpenServerKey starts a Server that signs with the key in keyFile
-// (created if missing), so that two servers can sign as one log.
+// MustOpenServerKey starts a server that signs with the key in keyFile
+// (created if missing; "" for one of its own), so that two servers can
+// sign as one log.
 func MustOpenServerKey(tb testing.TB, keyFile string, wrap func(http.Handler) http.Handler) *Server {
 	tb.Helper()
-	dir := tb.TempDir()
-	store, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, vkey, err := merkle.LoadOrCreateKey(keyFile, "trail.test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ing, err := ingest.New(context.Background(), store, ingest.Config{
-		Signer: signer, Verifier: vkey, Origin: "trail.test", CheckpointInterval: 10 * time.Millisecond,
+	return testserver.MustOpen(tb, testserver.Config{
+		CheckpointInterval: 10 * time.Millisecond, KeyFile: keyFile, WrapHandler: wrap,
 	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var h http.Handler = httpapi.New(httpapi.Config{Ingester: ing, Store: store, Checkpoints: ing})
-	if wrap != nil {
-		h = wrap(h)
-	}
-	srv := httptest.NewServer(h)
-	tb.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := ing.Close(ctx); err != nil {
-			tb.Error(err)
-		}
-		if err := store.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
-	return &Server{Server: srv, Verifier: vkey, Store: store}
 }
 
 // fast makes retries quick for tests.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -21,73 +22,71 @@ const exportChunk = 4096
 // to=end takes every record stored when the export began. It is what
 // "trail export" saves and "trail verify" audits.
 func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	q := r.URL.Query()
 	if err := checkQuery(q, "log", "from", "to"); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	log := q.Get("log")
-	if log == "" {
-		h, err := s.store.Head(ctx)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		log = h.Log
-	}
-	var from int64
-	if v := q.Get("from"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			s.error(w, r, trail.Errorf(trail.EINVALID, "parameter \"from\" must be a seq (an integer from 0), not %q", v))
-			return
-		}
-		from = n
-	}
-
-	size, err := s.logSize(r, log)
+	hdr, err := s.exportRange(r, q)
 	if err != nil {
 		s.error(w, r, err)
 		return
+	}
+	s.writeExport(w, r, hdr)
+}
+
+// exportRange resolves an export's query to its header: the log, the seq
+// range and the latest signed checkpoint, if any.
+func (s *server) exportRange(r *http.Request, q url.Values) (trail.ExportHeader, error) {
+	hdr := trail.ExportHeader{Format: 1, Log: s.logParam(q)}
+	if v := q.Get("from"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return hdr, trail.Errorf(trail.EINVALID, "parameter \"from\" must be a seq (an integer from 0), not %q", v)
+		}
+		hdr.From = n
+	}
+	size, err := s.logSize(r, hdr.Log)
+	if err != nil {
+		return hdr, err
 	}
 	var note []byte
 	var cp trail.Checkpoint
 	if s.signing() == nil {
-		note, cp, err = s.latest(ctx, log)
+		note, cp, err = s.latest(r.Context(), hdr.Log)
 		if trail.ErrorCode(err) == trail.ENOTFOUND && q.Get("to") != "" {
 			note, err = nil, nil // an explicit range needs no checkpoint
 		}
 		if err != nil {
-			s.error(w, r, err)
-			return
+			return hdr, err
 		}
 	}
-	to := size
+	hdr.Checkpoint = string(note)
+	hdr.To = size
 	switch v := q.Get("to"); {
 	case v == "end":
 	case v == "" && s.signing() == nil:
-		to = cp.Size
+		hdr.To = cp.Size
 	case v != "":
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			s.error(w, r, trail.Errorf(trail.EINVALID, "parameter \"to\" must be a size (an integer from 0) or \"end\", not %q", v))
-			return
+			return hdr, trail.Errorf(trail.EINVALID, "parameter \"to\" must be a size (an integer from 0) or \"end\", not %q", v)
 		}
-		to = n
+		hdr.To = n
 	}
 	switch {
-	case to > size:
-		err = trail.Errorf(trail.EINVALID, "parameter \"to\" (%d) is above the size of log %q (%d)", to, log, size)
-	case from > to:
-		err = trail.Errorf(trail.EINVALID, "parameter \"from\" (%d) is above \"to\" (%d)", from, to)
+	case hdr.To > size:
+		return hdr, trail.Errorf(trail.EINVALID, "parameter \"to\" (%d) is above the size of log %q (%d)", hdr.To, hdr.Log, size)
+	case hdr.From > hdr.To:
+		return hdr, trail.Errorf(trail.EINVALID, "parameter \"from\" (%d) is above \"to\" (%d)", hdr.From, hdr.To)
 	}
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
+	return hdr, nil
+}
 
-	b, _ := json.Marshal(trail.ExportHeader{Format: 1, Log: log, From: from, To: to, Checkpoint: string(note)})
+// writeExport streams the header and then the records it names.
+func (s *server) writeExport(w http.ResponseWriter, r *http.Request, hdr trail.ExportHeader) {
+	ctx := r.Context()
+	b, _ := json.Marshal(hdr)
 	h := w.Header()
 	h.Set("Content-Type", "application/x-ndjson")
 	h.Set("Cache-Control", "no-cache")
@@ -95,16 +94,16 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	defer rc.SetWriteDeadline(time.Time{}) // see streamLogs
 	buf := append(b, '\n')
-	for lo := from; lo < to; lo += exportChunk {
-		hi := min(lo+exportChunk, to)
-		err := s.store.Scan(ctx, log, lo, hi, func(e *trail.Entry) error {
+	for lo := hdr.From; lo < hdr.To; lo += exportChunk {
+		hi := min(lo+exportChunk, hdr.To)
+		err := s.store.Scan(ctx, hdr.Log, lo, hi, func(e *trail.Entry) error {
 			buf = append(buf, e.Bytes...)
 			buf = append(buf, '\n')
 			return nil
 		})
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "httpapi: export: scan", "request_id", requestID(ctx), "log", log, "from", lo, "to", hi, "err", err)
+				s.log.ErrorContext(ctx, "httpapi: export: scan", "request_id", requestID(ctx), "log", hdr.Log, "from", lo, "to", hi, "err", err)
 			}
 			panic(http.ErrAbortHandler) // a truncated export, never one that looks whole
 		}
@@ -130,11 +129,7 @@ func (s *server) logSize(r *http.Request, log string) (int64, error) {
 	ctx := r.Context()
 	size, found := int64(0), false
 	// The written log first: it exists even before its first record.
-	h, err := s.store.Head(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if h.Log == log {
+	if h := s.ingester.Head(); h.Log == log {
 		size, found = h.Size, true
 	} else {
 		logs, err := s.store.Logs(ctx)
@@ -148,7 +143,7 @@ func (s *server) logSize(r *http.Request, log string) (int64, error) {
 		}
 	}
 	// Normally an empty range read on the (log, seq) key.
-	err = s.store.Scan(ctx, log, size, math.MaxInt64, func(e *trail.Entry) error {
+	err := s.store.Scan(ctx, log, size, math.MaxInt64, func(e *trail.Entry) error {
 		size, found = e.Seq+1, true
 		return nil
 	})

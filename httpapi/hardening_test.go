@@ -41,7 +41,7 @@ func TestHostileEvents(t *testing.T) {
 // TestRecordAsSent checks that a record holds <, > and & as sent, and that
 // a record the server would grow past the event limit is refused with 413.
 func TestRecordAsSent(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{limits: trail.Limits{MaxEventBytes: 40000}})
+	ts := MustOpenServer(t, serverConfig{Limits: trail.Limits{MaxEventBytes: 40000}})
 	lt := strings.Repeat("<", 30000)
 	body := `{"id":"lt-1","action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"data":{"x":"` + lt + `"}}`
 	ts.post(t, body).wantStatus(t, 201)

@@ -1,7 +1,8 @@
 // Package httpapi serves trail's HTTP API (DESIGN.md §3, docs/API.md): ingest
 // at POST /logs, reads, signed checkpoints and Merkle proofs, and health
-// checks. Handlers decode, validate, call the trail.Ingester or trail.Store,
-// and encode; every error leaves as RFC 9457 problem+json, mapped from trail
+// checks. Handlers decode, validate, call the trail.Ingester (writes,
+// signed checkpoints, the log this node writes) or the trail.Reader (every
+// read), and encode; every error leaves as RFC 9457 problem+json, mapped from trail
 // error codes in one table (problem.go).
 package httpapi
 
@@ -22,13 +23,14 @@ import (
 
 // Config is what New needs. Ingester and Store are required.
 type Config struct {
-	Ingester trail.Ingester // takes writes
-	Store    trail.Store    // serves reads and proofs
-
-	// Checkpoints publishes signed checkpoints. If it is nil, or its
+	// Ingester takes writes and publishes signed checkpoints. If its
 	// Verifier is "", signing is off and the checkpoint and proof endpoints
 	// answer 404.
-	Checkpoints Checkpoints
+	Ingester trail.Ingester
+
+	// Store serves reads and proofs. It is only a Reader, so that no
+	// request can take the store's writer lock or touch its lease.
+	Store trail.Reader
 
 	// Limits bound each request; zero fields take trail.DefaultLimits.
 	Limits trail.Limits
@@ -42,23 +44,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Checkpoints is the signing side of the ingester; *ingest.Ingester
-// implements it.
-type Checkpoints interface {
-	// Checkpoint returns the latest signed note of log, or an error with
-	// code trail.ENOTFOUND if the log has none yet.
-	Checkpoint(ctx context.Context, log string) ([]byte, error)
-	// Verifier returns the note verifier key, or "" if signing is off.
-	Verifier() string
-	// Head returns the log this node writes.
-	Head() trail.Head
-}
-
 // server holds the handlers' dependencies.
 type server struct {
 	ingester   trail.Ingester
-	store      trail.Store
-	cps        Checkpoints
+	store      trail.Reader
 	limits     trail.Limits
 	retryAfter string // seconds, for the Retry-After header
 	log        *slog.Logger
@@ -74,7 +63,6 @@ func New(cfg Config) http.Handler {
 	s := &server{
 		ingester: cfg.Ingester,
 		store:    cfg.Store,
-		cps:      cfg.Checkpoints,
 		limits:   cfg.Limits,
 		log:      cfg.Logger,
 		mux:      http.NewServeMux(),

@@ -11,9 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -24,99 +23,31 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
-	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
-	"github.com/trail-audit/trail/internal/testmongo"
+	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
-	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodriver "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// The ingester is what cmd/trail passes as Checkpoints.
-var _ httpapi.Checkpoints = (*ingest.Ingester)(nil)
+// The ingester is what cmd/trail passes as the Ingester.
+var _ trail.Ingester = (*ingest.Ingester)(nil)
 
 // serverConfig varies the test server.
-type serverConfig struct {
-	backend   string // "sqlite" (default) or "mongo"
-	limits    trail.Limits
-	interval  time.Duration                 // checkpoint interval (default 5ms)
-	noSigning bool                          // no signer and no Checkpoints
-	wrap      func(trail.Store) trail.Store // wraps the store the handler reads
-	logger    *slog.Logger                  // default: discard
-}
+type serverConfig = testserver.Config
 
-// testServer is the real thing on loopback: a SQLite file in t.TempDir(),
-// an ingester with a real signing key, and the handler in httptest.
-type testServer struct {
-	*httptest.Server
-	store trail.Store
-	path  string // the SQLite file, with the sqlite backend
-	ing   *ingest.Ingester
-	vkey  string
-	log   string
-}
+// testServer is the real thing on loopback, as cmd/trail serve builds it
+// (internal/testserver).
+type testServer struct{ *testserver.Server }
 
 // MustOpenServer starts a test server and closes it when the test ends.
 func MustOpenServer(tb testing.TB, cfg serverConfig) *testServer {
 	tb.Helper()
-	dir := tb.TempDir()
-	ts := &testServer{}
-	var st trail.Store
-	var err error
-	switch cfg.backend {
-	case "", "sqlite":
-		ts.path = filepath.Join(dir, "trail.db")
-		st, err = sqlite.Open(sqlite.Config{Path: ts.path, Log: "main"})
-	case "mongo":
-		st, err = mongo.Open(context.Background(), mongo.Config{URI: testmongo.DatabaseURI(tb), Logger: slog.New(slog.DiscardHandler)})
-	default:
-		tb.Fatalf("unknown backend %q", cfg.backend)
-	}
-	if err != nil {
-		tb.Fatalf("open %s store: %v", cfg.backend, err)
-	}
-	ts.store = st
-	icfg := ingest.Config{CheckpointInterval: cfg.interval, Origin: "trail.test"}
-	if icfg.CheckpointInterval == 0 {
-		icfg.CheckpointInterval = 5 * time.Millisecond
-	}
-	if !cfg.noSigning {
-		signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
-		if err != nil {
-			tb.Fatalf("LoadOrCreateKey: %v", err)
-		}
-		icfg.Signer, icfg.Verifier, ts.vkey = signer, vkey, vkey
-	}
-	ing, err := ingest.New(context.Background(), st, icfg)
-	if err != nil {
-		tb.Fatalf("ingest.New: %v", err)
-	}
-	ts.ing = ing
-	ts.log = ing.Head().Log
-	logger := cfg.logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	hcfg := httpapi.Config{Ingester: ing, Store: st, Limits: cfg.limits, Logger: logger}
-	if cfg.wrap != nil {
-		hcfg.Store = cfg.wrap(st)
-	}
-	if !cfg.noSigning {
-		hcfg.Checkpoints = ing
-	}
-	ts.Server = httptest.NewServer(httpapi.New(hcfg))
-	tb.Cleanup(func() {
-		ts.Server.Close()
-		if err := ing.Close(context.Background()); err != nil {
-			tb.Errorf("ingest Close: %v", err)
-		}
-		if err := st.Close(); err != nil {
-			tb.Errorf("store Close: %v", err)
-		}
-	})
-	return ts
+	return &testServer{testserver.MustOpen(tb, cfg)}
 }
 
 // backends are the stores the HTTP behaviour must be the same on.
@@ -171,7 +102,7 @@ func (ts *testServer) post(tb testing.TB, body string) *response {
 // size returns how many records the store's log holds.
 func (ts *testServer) size(tb testing.TB) int64 {
 	tb.Helper()
-	h, err := ts.store.Head(context.Background())
+	h, err := ts.Store.Head(context.Background())
 	if err != nil {
 		tb.Fatalf("Head: %v", err)
 	}
@@ -243,7 +174,7 @@ type receiptsBody struct {
 
 func TestPostContentTypes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 		for _, tt := range []struct {
 			name, contentType, body string
 			want                    int // receipts; 0: a single receipt object
@@ -290,10 +221,10 @@ func TestPostContentTypes(t *testing.T) {
 					receipts = rb.Receipts
 				}
 				for i, rc := range receipts {
-					if rc.ID == "" || rc.Log != ts.log || rc.Seq != before+int64(i) || rc.ReceivedAt.IsZero() {
-						t.Fatalf("receipt %d: got %+v, want id, log %q, seq %d and received_at", i, rc, ts.log, before+int64(i))
+					if rc.ID == "" || rc.Log != ts.Log || rc.Seq != before+int64(i) || rc.ReceivedAt.IsZero() {
+						t.Fatalf("receipt %d: got %+v, want id, log %q, seq %d and received_at", i, rc, ts.Log, before+int64(i))
 					}
-					e, err := ts.store.Get(context.Background(), rc.ID)
+					e, err := ts.Store.Get(context.Background(), rc.ID)
 					if err != nil {
 						t.Fatalf("stored record %s: %v", rc.ID, err)
 					}
@@ -311,7 +242,7 @@ func TestPostContentTypes(t *testing.T) {
 
 func TestPostIdempotency(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 
 		first := ts.post(t, eventJSON("evt-1", 1))
 		first.wantStatus(t, http.StatusCreated)
@@ -371,7 +302,7 @@ func receiptEqual(a, b trail.Receipt) bool {
 func TestPostBadInput(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		lim := trail.Limits{MaxEventBytes: 1024, MaxRequestBytes: 8192, MaxBatchEvents: 5}
-		ts := MustOpenServer(t, serverConfig{backend: backend, limits: lim})
+		ts := MustOpenServer(t, serverConfig{Backend: backend, Limits: lim})
 		ts.post(t, eventJSON("taken", 0)).wantStatus(t, http.StatusCreated)
 
 		const (
@@ -457,10 +388,10 @@ func TestPostBadInput(t *testing.T) {
 
 func TestGetByID(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 		r := ts.post(t, `{"id":"rec-1","action":"account.suspended","actor":{"id":"u1","type":"user"},"target":{"id":"acct-9","type":"account"},"source":{"service":"billing"},"outcome":"success","data":{"reason":"fraud","n":1.50}}`)
 		r.wantStatus(t, http.StatusCreated)
-		e, err := ts.store.Get(context.Background(), "rec-1")
+		e, err := ts.Store.Get(context.Background(), "rec-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -586,7 +517,7 @@ func TestRequestID(t *testing.T) {
 // failingStore is the real store with Get broken, to reach the internal
 // error path.
 type failingStore struct {
-	trail.Store
+	trail.Reader
 	err error
 }
 
@@ -599,8 +530,8 @@ func TestInternalErrorHidden(t *testing.T) {
 	var mu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
 	secret := errors.New("sqlite: get: disk I/O error at /secret/path")
-	ts := MustOpenServer(t, serverConfig{logger: logger, wrap: func(s trail.Store) trail.Store {
-		return &failingStore{Store: s, err: secret}
+	ts := MustOpenServer(t, serverConfig{Logger: logger, WrapReader: func(s trail.Reader) trail.Reader {
+		return &failingStore{Reader: s, err: secret}
 	}})
 	r := ts.do(t, "GET", "/logs/x1", "")
 	p := r.problem(t, http.StatusInternalServerError)
@@ -631,9 +562,37 @@ type seedEvent struct {
 	seq int64
 }
 
+// filterLog is the real store, recording the Filter of every List call, so
+// that a test can see what a query became.
+type filterLog struct {
+	trail.Reader
+	mu   sync.Mutex
+	last trail.Filter
+}
+
+func (r *filterLog) List(ctx context.Context, f *trail.Filter) ([]*trail.Entry, error) {
+	r.mu.Lock()
+	r.last = *f
+	r.mu.Unlock()
+	return r.Reader.List(ctx, f)
+}
+
+func (r *filterLog) lastFilter() trail.Filter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// TestList checks GET /logs's parsing, status codes and encoding. What each
+// filter selects is the store's part, and storetest checks it on every
+// backend.
 func TestList(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		lists := &filterLog{}
+		ts := MustOpenServer(t, serverConfig{Backend: backend, WrapReader: func(r trail.Reader) trail.Reader {
+			lists.Reader = r
+			return lists
+		}})
 		base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 		var seeds []seedEvent
 		var batch []string
@@ -691,47 +650,56 @@ func TestList(t *testing.T) {
 			}
 			return ids
 		}
-		all := func(*seedEvent) bool { return true }
+
+		t.Run("query to filter", func(t *testing.T) {
+			cur := &trail.Cursor{Time: base.UnixNano(), Log: ts.Log, Seq: 7}
+			t5, t10 := base.Add(5*time.Minute), base.Add(10*time.Minute)
+			for _, tt := range []struct {
+				query string
+				want  trail.Filter
+			}{
+				{"", trail.Filter{Desc: true, Limit: 101}},
+				{"order=asc&limit=7", trail.Filter{Limit: 8}},
+				{"order=desc&limit=1000", trail.Filter{Desc: true, Limit: 1001}},
+				{"tenant=acme&actor=u1&actor_type=service&target=t3&target_type=invoice&source=auth&outcome=failure",
+					trail.Filter{Tenant: "acme", Actor: "u1", ActorType: "service", Target: "t3", TargetType: "invoice",
+						Source: "auth", Outcome: "failure", Desc: true, Limit: 101}},
+				{"action=account.created", trail.Filter{Action: "account.created", Desc: true, Limit: 101}},
+				{"action=account.*", trail.Filter{Action: "account.", ActionPrefix: true, Desc: true, Limit: 101}},
+				{"since=2025-03-01T13:05:00%2B01:00&until=2025-03-01T12:10:00Z", trail.Filter{Since: t5, Until: t10, Desc: true, Limit: 101}},
+				{"cursor=" + cur.String(), trail.Filter{After: cur, Desc: true, Limit: 101}},
+			} {
+				ts.do(t, "GET", "/logs?"+tt.query, "").wantStatus(t, http.StatusOK)
+				got := lists.lastFilter()
+				if !got.Since.Equal(tt.want.Since) || !got.Until.Equal(tt.want.Until) {
+					t.Fatalf("%s: got since %v until %v, want %v and %v", tt.query, got.Since, got.Until, tt.want.Since, tt.want.Until)
+				}
+				got.Since, got.Until, tt.want.Since, tt.want.Until = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Fatalf("%s: got filter %+v, want %+v", tt.query, got, tt.want)
+				}
+			}
+		})
+
+		// Two queries through to the stored records, paging by the Link
+		// header: the filters take effect, in the order asked for.
 		for _, tt := range []struct {
 			query string
 			match func(e *seedEvent) bool
+			desc  bool
 		}{
-			{"", all},
-			{"tenant=acme", func(e *seedEvent) bool { return e.Tenant == "acme" }},
-			{"actor=u1", func(e *seedEvent) bool { return e.Actor.ID == "u1" }},
-			{"actor_type=service", func(e *seedEvent) bool { return e.Actor.Type == "service" }},
-			{"action=account.created", func(e *seedEvent) bool { return e.Action == "account.created" }},
-			{"action=account.*", func(e *seedEvent) bool { return strings.HasPrefix(e.Action, "account.") }},
-			{"target=t3", func(e *seedEvent) bool { return e.Target.ID == "t3" }},
-			{"target_type=invoice", func(e *seedEvent) bool { return e.Target.Type == "invoice" }},
-			{"source=auth", func(e *seedEvent) bool { return e.Source.Service == "auth" }},
-			{"outcome=failure", func(e *seedEvent) bool { return e.Outcome == "failure" }},
-			{"since=2025-03-01T12:05:00Z", func(e *seedEvent) bool { return !e.Time.Before(base.Add(5 * time.Minute)) }},
-			{"until=2025-03-01T12:05:00Z", func(e *seedEvent) bool { return e.Time.Before(base.Add(5 * time.Minute)) }},
+			{"action=account.*&order=asc", func(e *seedEvent) bool { return strings.HasPrefix(e.Action, "account.") }, false},
 			{"since=2025-03-01T13:04:00%2B01:00&until=2025-03-01T12:10:00Z", func(e *seedEvent) bool {
 				return !e.Time.Before(base.Add(4*time.Minute)) && e.Time.Before(base.Add(10*time.Minute))
-			}},
-			{"tenant=globex&action=account.*&outcome=success", func(e *seedEvent) bool {
-				return e.Tenant == "globex" && strings.HasPrefix(e.Action, "account.") && e.Outcome == "success"
-			}},
-			{"tenant=nobody", func(*seedEvent) bool { return false }},
+			}, true},
 		} {
-			for _, order := range []string{"", "asc", "desc"} {
-				q := tt.query
-				if order != "" {
-					q = strings.TrimPrefix(q+"&order="+order, "&")
+			t.Run(tt.query, func(t *testing.T) {
+				wantIDs := want(tt.match, tt.desc)
+				got := listAll(t, ts, "/logs?"+tt.query+"&limit=7", nil)
+				if !slices.Equal(got, wantIDs) {
+					t.Fatalf("ids: got %v, want %v", got, wantIDs)
 				}
-				t.Run(q, func(t *testing.T) {
-					wantIDs := want(tt.match, order != "asc")
-					if len(wantIDs) == 0 && tt.query != "tenant=nobody" {
-						t.Fatalf("fixture matches nothing for %s", tt.query)
-					}
-					got := listAll(t, ts, "/logs?"+q+"&limit=7", nil)
-					if !slices.Equal(got, wantIDs) {
-						t.Fatalf("ids: got %v, want %v", got, wantIDs)
-					}
-				})
-			}
+			})
 		}
 
 		t.Run("page shape", func(t *testing.T) {
@@ -746,7 +714,7 @@ func TestList(t *testing.T) {
 			}
 			ids := want(func(e *seedEvent) bool { return e.Tenant == "acme" }, false)
 			for i, raw := range page.Events {
-				e, err := ts.store.Get(context.Background(), ids[i])
+				e, err := ts.Store.Get(context.Background(), ids[i])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -982,7 +950,7 @@ func TestListNDJSON(t *testing.T) {
 				}
 				seen[rec.ID] = true
 				if len(seen)%500 == 1 {
-					e, err := ts.store.Get(context.Background(), rec.ID)
+					e, err := ts.Store.Get(context.Background(), rec.ID)
 					if err != nil || !bytes.Equal(e.Bytes, sc.Bytes()) {
 						t.Fatalf("line for %s: got %s, want the stored bytes (%v)", rec.ID, sc.Bytes(), err)
 					}
@@ -1010,7 +978,7 @@ func TestListNDJSON(t *testing.T) {
 // the note. It does not time anything: the deadline only stops a hung test.
 func waitCheckpoint(tb testing.TB, ts *testServer, size int64) []byte {
 	tb.Helper()
-	v, err := note.NewVerifier(ts.vkey)
+	v, err := note.NewVerifier(ts.Verifier)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -1072,13 +1040,13 @@ type proofBody struct {
 // HTTP answers and the verifier key.
 func TestProofs(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ts := MustOpenServer(t, serverConfig{backend: backend})
+		ts := MustOpenServer(t, serverConfig{Backend: backend})
 
 		r := ts.do(t, "GET", "/checkpoint/key", "")
 		r.wantStatus(t, http.StatusOK)
 		vkey := string(r.body)
-		if vkey != ts.vkey || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
-			t.Fatalf("key: got %q (%s), want %q as text/plain", vkey, r.header.Get("Content-Type"), ts.vkey)
+		if vkey != ts.Verifier || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Fatalf("key: got %q (%s), want %q as text/plain", vkey, r.header.Get("Content-Type"), ts.Verifier)
 		}
 		// Nothing is signed yet.
 		ts.do(t, "GET", "/checkpoint", "").problem(t, http.StatusNotFound)
@@ -1106,10 +1074,10 @@ func TestProofs(t *testing.T) {
 		post(13, 24)
 		note37 := waitCheckpoint(t, ts, 37)
 		cp1, cp13, cp37 := openNote(t, vkey, note1), openNote(t, vkey, note13), openNote(t, vkey, note37)
-		if cp37.Origin != "trail.test/"+ts.log {
-			t.Fatalf("origin: got %q, want trail.test/%s", cp37.Origin, ts.log)
+		if cp37.Origin != "trail.test/"+ts.Log {
+			t.Fatalf("origin: got %q, want trail.test/%s", cp37.Origin, ts.Log)
 		}
-		r = ts.do(t, "GET", "/checkpoint?log="+ts.log, "")
+		r = ts.do(t, "GET", "/checkpoint?log="+ts.Log, "")
 		r.wantStatus(t, http.StatusOK)
 		if !bytes.Equal(r.body, note37) || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
 			t.Fatalf("checkpoint?log=: got %q (%s), want the latest note as text/plain", r.body, r.header.Get("Content-Type"))
@@ -1124,7 +1092,7 @@ func TestProofs(t *testing.T) {
 				t.Fatalf("proof %s: %v", r.body, err)
 			}
 			got := openNote(t, vkey, []byte(p.Checkpoint))
-			if got != cp || p.Size != cp.Size || p.Log != ts.log || p.ID != id {
+			if got != cp || p.Size != cp.Size || p.Log != ts.Log || p.ID != id {
 				t.Fatalf("proof of %s%s: got checkpoint %+v size %d log %s, want %+v", id, query, got, p.Size, p.Log, cp)
 			}
 			rec := ts.do(t, "GET", "/logs/"+id, "").body
@@ -1158,7 +1126,7 @@ func TestProofs(t *testing.T) {
 				query    string
 			}{
 				{cp1, cp13, "?from=1&to=13"},
-				{cp13, cp37, "?from=13&to=37&log=" + ts.log},
+				{cp13, cp37, "?from=13&to=37&log=" + ts.Log},
 				{cp1, cp37, "?from=1"},
 				{cp13, cp13, "?from=13&to=13"},
 			} {
@@ -1172,8 +1140,8 @@ func TestProofs(t *testing.T) {
 				if err := json.Unmarshal(r.body, &p); err != nil {
 					t.Fatal(err)
 				}
-				if p.Log != ts.log || p.From != tt.from.Size || p.To != tt.to.Size {
-					t.Fatalf("%s: got %s/%d/%d, want %s/%d/%d", tt.query, p.Log, p.From, p.To, ts.log, tt.from.Size, tt.to.Size)
+				if p.Log != ts.Log || p.From != tt.from.Size || p.To != tt.to.Size {
+					t.Fatalf("%s: got %s/%d/%d, want %s/%d/%d", tt.query, p.Log, p.From, p.To, ts.Log, tt.from.Size, tt.to.Size)
 				}
 				if err := tlog.CheckTree(p.Proof, p.To, tt.to.Hash, p.From, tt.from.Hash); err != nil {
 					t.Fatalf("CheckTree %s: %v", tt.query, err)
@@ -1216,7 +1184,7 @@ func TestProofs(t *testing.T) {
 func TestProofNotCovered(t *testing.T) {
 	// An hour between checkpoints: the first commit is signed at once, the
 	// next not until Close.
-	ts := MustOpenServer(t, serverConfig{interval: time.Hour})
+	ts := MustOpenServer(t, serverConfig{CheckpointInterval: time.Hour})
 	ts.post(t, eventJSON("first", 1)).wantStatus(t, http.StatusCreated)
 	waitCheckpoint(t, ts, 1)
 	ts.post(t, eventJSON("second", 2)).wantStatus(t, http.StatusCreated)
@@ -1231,7 +1199,7 @@ func TestProofNotCovered(t *testing.T) {
 }
 
 func TestSigningOff(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{noSigning: true})
+	ts := MustOpenServer(t, serverConfig{NoSigning: true})
 	ts.post(t, eventJSON("a1", 1)).wantStatus(t, http.StatusCreated)
 	for _, path := range []string{"/checkpoint", "/checkpoint/key", "/logs/a1/proof", "/proof/consistency?from=1&to=1"} {
 		p := ts.do(t, "GET", path, "").problem(t, http.StatusNotFound)
@@ -1276,16 +1244,16 @@ func getExport(tb testing.TB, ts *testServer, query string) (exportHead, [][]byt
 }
 
 func TestExport(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{interval: time.Hour}) // signs the first commit, then only at Close
+	ts := MustOpenServer(t, serverConfig{CheckpointInterval: time.Hour}) // signs the first commit, then only at Close
 	ts.post(t, batchJSON(0, 10)).wantStatus(t, http.StatusCreated)
 	waitCheckpoint(t, ts, 10)
 	ts.post(t, batchJSON(10, 5)).wantStatus(t, http.StatusCreated)
 
 	h, records := getExport(t, ts, "")
-	if h.Log != ts.log || h.From != 0 || h.To != 10 || len(records) != 10 {
-		t.Fatalf("default export: got %+v and %d records, want log %s, 0 to 10, 10 records", h, len(records), ts.log)
+	if h.Log != ts.Log || h.From != 0 || h.To != 10 || len(records) != 10 {
+		t.Fatalf("default export: got %+v and %d records, want log %s, 0 to 10, 10 records", h, len(records), ts.Log)
 	}
-	cp := openNote(t, ts.vkey, []byte(h.Checkpoint))
+	cp := openNote(t, ts.Verifier, []byte(h.Checkpoint))
 	// An auditor's check: rebuild the tree from the exported bytes alone.
 	var hashes []tlog.Hash
 	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
@@ -1296,7 +1264,7 @@ func TestExport(t *testing.T) {
 		return out, nil
 	})
 	for i, rec := range records {
-		e, err := ts.store.Get(context.Background(), mustRecord(t, rec).ID)
+		e, err := ts.Store.Get(context.Background(), mustRecord(t, rec).ID)
 		if err != nil || e.Seq != int64(i) || !bytes.Equal(e.Bytes, rec) {
 			t.Fatalf("line %d: got %s, want the stored bytes of seq %d (%v)", i, rec, i, err)
 		}
@@ -1317,7 +1285,7 @@ func TestExport(t *testing.T) {
 	}{
 		{"?to=end", 0, 15},
 		{"?from=10&to=end", 10, 15},
-		{"?from=3&to=7&log=" + ts.log, 3, 7},
+		{"?from=3&to=7&log=" + ts.Log, 3, 7},
 		{"?from=15&to=end", 15, 15},
 	} {
 		h, records := getExport(t, ts, tt.query)
@@ -1360,7 +1328,7 @@ func TestExportShowsForgedRow(t *testing.T) {
 	waitCheckpoint(t, ts, 3)
 
 	ctx := context.Background()
-	forger, err := sqlite.Open(sqlite.Config{Path: ts.path, Log: ts.log})
+	forger, err := sqlite.Open(sqlite.Config{Path: ts.Path, Log: ts.Log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1372,8 +1340,8 @@ func TestExportShowsForgedRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry := p.Entry(ts.log, 3)
-	if err := merkle.NewTree(3, merkle.Reader(ctx, forger, ts.log)).Append([]*trail.Entry{entry}); err != nil {
+	entry := p.Entry(ts.Log, 3)
+	if err := merkle.NewTree(3, merkle.Reader(ctx, forger, ts.Log)).Append([]*trail.Entry{entry}); err != nil {
 		t.Fatal(err)
 	}
 	if err := forger.Append(ctx, []*trail.Entry{entry}); err != nil {
@@ -1399,6 +1367,77 @@ func mustRecord(tb testing.TB, b []byte) trail.Record {
 	return r
 }
 
+// TestReadsLeaveTheLeaseAlone checks, on MongoDB, that no read endpoint
+// changes a log document (the lease, the committed size, a batch in
+// doubt), even when the lease looks lapsed: reads go through a trail.Reader
+// and the ingester's own head, never through the writer's Store.Head, which
+// would then renew the lease or claim another log. mongo's
+// TestReadsLeaveTheWriterAlone checks the Reader itself.
+func TestReadsLeaveTheLeaseAlone(t *testing.T) {
+	// A lease of an hour is not renewed during the test; the clock moves
+	// past it once the writes are done.
+	var ahead atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	ts := MustOpenServer(t, serverConfig{Backend: "mongo", LeaseTTL: time.Hour, Now: now})
+	ts.post(t, batchJSON(0, 5)).wantStatus(t, http.StatusCreated)
+	waitCheckpoint(t, ts, 5)
+	var rb receiptsBody
+	r := ts.post(t, batchJSON(5, 1))
+	r.wantStatus(t, http.StatusCreated)
+	if err := json.Unmarshal(r.body, &rb); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(t, ts, 6)
+	id := rb.Receipts[0].ID
+
+	c, err := mongodriver.Connect(options.Client().ApplyURI(ts.URI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(context.Background())
+	logs := c.Database(strings.TrimPrefix(mustParseURL(t, ts.URI).Path, "/")).Collection("logs")
+	snapshot := func() []bson.M {
+		t.Helper()
+		cur, err := logs.Find(t.Context(), bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs []bson.M
+		if err := cur.All(t.Context(), &docs); err != nil {
+			t.Fatal(err)
+		}
+		if len(docs) == 0 {
+			t.Fatal("log documents: got none, want the claimed log's")
+		}
+		return docs
+	}
+	before := snapshot()
+	ahead.Store(int64(2 * time.Hour))
+	for _, path := range []string{
+		"/logs", "/logs?action=account.*&limit=2", "/logs/" + id, "/logs/" + id + "/proof",
+		"/logs/" + id + "/proof?size=6", "/proof/consistency?from=5", "/export", "/export?to=end&log=" + ts.Log,
+		"/checkpoint", "/checkpoint/key", "/healthz",
+	} {
+		ts.do(t, "GET", path, "").wantStatus(t, http.StatusOK)
+	}
+	ts.do(t, "GET", "/logs", "", "Accept", "application/x-ndjson").wantStatus(t, http.StatusOK)
+	ready := ts.do(t, "GET", "/readyz", "")
+	if after := snapshot(); !reflect.DeepEqual(after, before) {
+		t.Fatalf("log documents after the reads: got %v, want them unchanged: %v", after, before)
+	}
+	// The store says the lease is not renewed, rather than renewing it.
+	ready.wantStatus(t, http.StatusServiceUnavailable)
+}
+
+func mustParseURL(tb testing.TB, s string) *url.URL {
+	tb.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
 func TestHealth(t *testing.T) {
 	ts := MustOpenServer(t, serverConfig{})
 	for _, path := range []string{"/healthz", "/readyz"} {
@@ -1411,7 +1450,7 @@ func TestHealth(t *testing.T) {
 
 	// A closed ingester takes no writes: not ready, and POST answers 503
 	// with Retry-After; liveness and reads go on.
-	if err := ts.ing.Close(context.Background()); err != nil {
+	if err := ts.Ingester.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r := ts.do(t, "GET", "/readyz", "")
@@ -1432,7 +1471,7 @@ func TestHealth(t *testing.T) {
 // through the whole stack: HTTP, parsing, group commit, SQLite with a synced
 // commit, Merkle hashes and checkpoints.
 func BenchmarkPostBatch(b *testing.B) {
-	ts := MustOpenServer(b, serverConfig{interval: time.Second})
+	ts := MustOpenServer(b, serverConfig{CheckpointInterval: time.Second})
 	body := batchJSON(0, 100)
 	b.SetBytes(int64(len(body)))
 	b.SetParallelism(4)

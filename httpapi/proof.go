@@ -45,7 +45,7 @@ func (s *server) handleCheckpointKey(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeText(w, "no-cache", []byte(s.cps.Verifier()))
+	writeText(w, "no-cache", []byte(s.ingester.Verifier()))
 }
 
 // handleProofRecord proves that a record is in its log's tree of a signed
@@ -200,7 +200,7 @@ func (s *server) handleProofConsistency(w http.ResponseWriter, r *http.Request) 
 
 // signing returns an ENOTFOUND error if this server signs no checkpoints.
 func (s *server) signing() error {
-	if s.cps == nil || s.cps.Verifier() == "" {
+	if s.ingester.Verifier() == "" {
 		return trail.Errorf(trail.ENOTFOUND, "signing is off: this server publishes no checkpoints or proofs")
 	}
 	return nil
@@ -212,12 +212,12 @@ func (s *server) logParam(q url.Values) string {
 	if log := q.Get("log"); log != "" {
 		return log
 	}
-	return s.cps.Head().Log
+	return s.ingester.Head().Log
 }
 
 // latest returns the latest signed checkpoint of log, as a note and parsed.
 func (s *server) latest(ctx context.Context, log string) ([]byte, trail.Checkpoint, error) {
-	note, err := s.cps.Checkpoint(ctx, log)
+	note, err := s.ingester.Checkpoint(ctx, log)
 	if trail.ErrorCode(err) == trail.ENOTFOUND {
 		return nil, trail.Checkpoint{}, trail.Errorf(trail.ENOTFOUND, "log %q has no signed checkpoint yet", log)
 	} else if err != nil {

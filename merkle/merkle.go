@@ -102,7 +102,7 @@ func Open(msg []byte, vkey string) (trail.Checkpoint, error) {
 }
 
 // Reader reads the stored hashes of log from store.
-func Reader(ctx context.Context, store trail.Store, log string) tlog.HashReader {
+func Reader(ctx context.Context, store trail.Reader, log string) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		return store.ReadHashes(ctx, log, indexes)
 	})
@@ -110,7 +110,7 @@ func Reader(ctx context.Context, store trail.Store, log string) tlog.HashReader 
 
 // ProveRecord proves that the record at seq is in the tree of log of the
 // given size.
-func ProveRecord(ctx context.Context, store trail.Store, log string, seq, size int64) (tlog.RecordProof, error) {
+func ProveRecord(ctx context.Context, store trail.Reader, log string, seq, size int64) (tlog.RecordProof, error) {
 	if seq < 0 || seq >= size {
 		return nil, trail.Errorf(trail.EINVALID, "record seq %d is not in a tree of size %d", seq, size)
 	}
@@ -119,7 +119,7 @@ func ProveRecord(ctx context.Context, store trail.Store, log string, seq, size i
 
 // ProveTree proves that the tree of log of size from is a prefix of the
 // tree of size to.
-func ProveTree(ctx context.Context, store trail.Store, log string, from, to int64) (tlog.TreeProof, error) {
+func ProveTree(ctx context.Context, store trail.Reader, log string, from, to int64) (tlog.TreeProof, error) {
 	if from < 1 || from > to {
 		return nil, trail.Errorf(trail.EINVALID, "want 0 < from <= to, got from=%d to=%d", from, to)
 	}

@@ -7,21 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/trail-audit/trail"
-	"github.com/trail-audit/trail/httpapi"
-	"github.com/trail-audit/trail/ingest"
-	"github.com/trail-audit/trail/merkle"
-	"github.com/trail-audit/trail/mongo"
-	"github.com/trail-audit/trail/sqlite"
 	"golang.org/x/term"
 )
 
@@ -152,124 +143,6 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, usageError{fmt.Errorf("--log-format must be text, json or auto, not %q", format)}
 }
 
-// serve runs the service until ctx is done, then shuts it down gracefully.
-func serve(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout io.Writer) (err error) {
-	// Listen first: a busy port is the likeliest mistake, and it should
-	// fail before anything is created on disk.
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("serve: %s is in use by another process: stop it, or choose another address with --addr (TRAIL_ADDR)", cfg.addr)
-		}
-		return fmt.Errorf("serve: listen on %s: %w; check --addr (TRAIL_ADDR)", cfg.addr, err)
-	}
-	defer ln.Close()
-
-	// The service runs on a context of its own: the writer and the lease
-	// must outlive the signal until the shutdown below has drained them.
-	life, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-
-	store, closeStore, err := openStore(life, cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := closeStore(); cerr != nil && err == nil {
-			err = fmt.Errorf("serve: close store: %w", cerr)
-		}
-	}()
-
-	signer, verifier, err := merkle.LoadOrCreateKey(cfg.keyFile, cfg.origin)
-	if err != nil {
-		return fmt.Errorf("serve: signing key: %w (set --key-file, or fix the file's permissions)", err)
-	}
-	ing, err := ingest.New(life, store, ingest.Config{
-		MaxBatch:           cfg.commitMaxEvents,
-		MaxWait:            cfg.commitMaxWait,
-		QueueEvents:        cfg.queueEvents,
-		Signer:             signer,
-		Verifier:           verifier,
-		Origin:             cfg.origin,
-		CheckpointInterval: cfg.checkpointInterval,
-		Logger:             logger,
-	})
-	if err != nil {
-		return fmt.Errorf("serve: start ingest: %w", err)
-	}
-	ingClosed := false
-	defer func() {
-		// On an early return, still commit what was accepted.
-		if !ingClosed {
-			cctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-			defer cancel()
-			ing.Close(cctx)
-		}
-	}()
-
-	handler := httpapi.New(httpapi.Config{
-		Ingester:    ing,
-		Store:       store,
-		Checkpoints: ing,
-		Limits: trail.Limits{
-			MaxEventBytes:   int(cfg.maxEventBytes),
-			MaxRequestBytes: int64(cfg.maxRequestBytes),
-			MaxBatchEvents:  cfg.maxBatchEvents,
-		},
-		Logger: logger,
-	})
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		// A 10 MiB body from a slow producer must still arrive; answers
-		// have no write timeout, because NDJSON streams of a large query
-		// legitimately take long.
-		ReadTimeout:    2 * time.Minute,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	if cfg.debugAddr != "" {
-		dbg, err := serveDebug(cfg.debugAddr, logger)
-		if err != nil {
-			return err
-		}
-		defer dbg.Close()
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	head := ing.Head()
-	url := "http://" + ln.Addr().String()
-	logger.Info("trail: serving", "url", url, "store", storeName(cfg.store), "log", head.Log, "size", head.Size,
-		"verifier_key", verifier, "version", versionString())
-	fmt.Fprintf(stdout, "listening on %s\n", url)
-
-	select {
-	case <-ctx.Done():
-		logger.Info("trail: shutting down", "reason", context.Cause(ctx))
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	}
-
-	// Stop accepting, and let requests in flight finish: each is answered
-	// only after its commit, so this also waits for their commits.
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("trail: requests still running at the shutdown timeout; closing their connections", "err", err)
-		srv.Close()
-	}
-	// Commit anything still queued and sign a final checkpoint.
-	ingClosed = true
-	if err := ing.Close(sctx); err != nil {
-		return fmt.Errorf("serve: shutdown: %w", err)
-	}
-	head = ing.Head()
-	logger.Info("trail: stopped", "log", head.Log, "size", head.Size)
-	return nil
-}
-
 // storeName is the store for logs, without a URI's credentials.
 func storeName(store string) string {
 	if !isMongoURI(store) {
@@ -279,56 +152,4 @@ func storeName(store string) string {
 		return "mongodb://…" + store[i:]
 	}
 	return store
-}
-
-// openStore opens the configured store and returns it with the function
-// that closes it.
-func openStore(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (trail.Store, func() error, error) {
-	if isMongoURI(cfg.store) {
-		mc := mongo.Config{URI: cfg.store, LeaseTTL: cfg.leaseTTL, Logger: logger}
-		if cfg.logSet {
-			mc.LogPrefix = cfg.log
-		}
-		s, err := mongo.Open(ctx, mc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("serve: open MongoDB store %s: %w; check --store (TRAIL_STORE) and that MongoDB is up", storeName(cfg.store), err)
-		}
-		return s, s.Close, nil
-	}
-	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("serve: create data directory: %w; choose another with --data (TRAIL_DATA)", err)
-	}
-	unlock, err := lockDir(cfg.data)
-	if err != nil {
-		return nil, nil, err
-	}
-	path := filepath.Join(cfg.data, "trail.db")
-	s, err := sqlite.Open(sqlite.Config{Path: path, Log: cfg.log})
-	if err != nil {
-		unlock()
-		return nil, nil, fmt.Errorf("serve: open embedded store %s: %w", path, err)
-	}
-	return s, func() error {
-		defer unlock()
-		return s.Close()
-	}, nil
-}
-
-// serveDebug serves net/http/pprof on addr, on a listener of its own so
-// that profiles are never reachable through the API's address.
-func serveDebug(addr string, logger *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("serve: listen on --debug-addr %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	logger.Info("trail: debug server", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
-	return srv, nil
 }

@@ -1,0 +1,70 @@
+// Package node assembles one trail node over an open store: the group-commit
+// ingester that writes it and the HTTP API that serves it. cmd/trail serve
+// and the test servers (internal/testserver) both build nodes here, so that
+// tests run the wiring production runs. Opening the store, listening and
+// shutting the HTTP server down stay with the caller.
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/httpapi"
+	"github.com/trail-audit/trail/ingest"
+)
+
+// Config is what New needs besides the store.
+type Config struct {
+	// Ingest tunes the ingester and holds its checkpoint signer. A nil
+	// Ingest.Logger takes Logger.
+	Ingest ingest.Config
+
+	// Limits bound each HTTP request; zero fields take trail.DefaultLimits.
+	Limits trail.Limits
+
+	// Logger gets the API's internal errors and request lines (default
+	// slog.Default()).
+	Logger *slog.Logger
+
+	// Reader is what the API reads, by default the store itself. Tests set
+	// it to the store wrapped with faults.
+	Reader trail.Reader
+}
+
+// A Node is an ingester writing one store and the API over it.
+type Node struct {
+	Ingester *ingest.Ingester
+	Handler  http.Handler
+}
+
+// New starts the ingester on store, after its start-up integrity check
+// (which ctx bounds), and builds the API's handler. The caller keeps the
+// store and closes it after Close.
+func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Ingest.Logger == nil {
+		cfg.Ingest.Logger = cfg.Logger
+	}
+	ing, err := ingest.New(ctx, store, cfg.Ingest)
+	if err != nil {
+		return nil, fmt.Errorf("start ingest: %w", err)
+	}
+	read := cfg.Reader
+	if read == nil {
+		read = store
+	}
+	h := httpapi.New(httpapi.Config{Ingester: ing, Store: read, Limits: cfg.Limits, Logger: cfg.Logger})
+	return &Node{Ingester: ing, Handler: h}, nil
+}
+
+// Close stops taking writes, commits everything queued and signs a final
+// checkpoint. Stop the HTTP server first, so that no request is cut off
+// between its commit and its answer.
+func (n *Node) Close(ctx context.Context) error {
+	return n.Ingester.Close(ctx)
+}
