@@ -7,7 +7,6 @@ import (
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/merkle"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // signIdleLogs runs beside the writer. With several replicas on one store,
@@ -59,11 +58,12 @@ func (in *Ingester) signIdle(ctx context.Context, seen map[string]int64) {
 				continue
 			}
 		}
-		if err := in.check(ctx, h, note); err != nil {
+		audit, err := checkLog(ctx, in.store, h, note, in.cfg.Verifier, in.origin(h.Log))
+		if err != nil {
 			in.cfg.Logger.Error("trail: idle log fails its integrity check; not signing it", "log", h.Log, "err", err)
 			continue
 		}
-		root, err := tlog.TreeHash(h.Size, merkle.Reader(ctx, in.store, h.Log))
+		root, err := audit.Root(h.Size)
 		if err != nil {
 			continue
 		}

@@ -18,7 +18,6 @@ import (
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/merkle"
 	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Config tunes an Ingester. Zero fields take the defaults.
@@ -164,7 +163,7 @@ func (in *Ingester) load(ctx context.Context) error {
 	if err != nil && !errors.Is(err, trail.ErrNotFound) {
 		return fmt.Errorf("ingest: latest checkpoint: %w", err)
 	}
-	if err := in.check(ctx, h, note); err != nil {
+	if _, err := checkLog(ctx, in.store, h, note, in.cfg.Verifier, in.origin(h.Log)); err != nil {
 		in.refuse(fmt.Errorf("log %q failed its integrity check at start-up: %w; writes are refused until an operator investigates (run `trail verify`, see docs/VERIFYING.md)", h.Log, err))
 		return nil
 	}
@@ -174,78 +173,6 @@ func (in *Ingester) load(ctx context.Context) error {
 		in.signedAt = cp.Size
 	}
 	return nil
-}
-
-// check verifies that the stored tree still matches the latest signed
-// checkpoint and that every record after it hashes to its stored hashes.
-func (in *Ingester) check(ctx context.Context, h trail.Head, note []byte) error {
-	from := int64(0)
-	if note != nil {
-		cp, err := merkle.Open(note, in.cfg.Verifier)
-		if err != nil {
-			return fmt.Errorf("latest checkpoint does not verify with this server's key: %w", err)
-		}
-		if want := in.origin(h.Log); cp.Origin != want {
-			return fmt.Errorf("latest checkpoint is for origin %q, want %q", cp.Origin, want)
-		}
-		if cp.Size > h.Size {
-			return fmt.Errorf("the store holds %d records but the signed checkpoint covers %d: records were removed", h.Size, cp.Size)
-		}
-		if cp.Size > 0 {
-			root, err := tlog.TreeHash(cp.Size, merkle.Reader(ctx, in.store, h.Log))
-			if err != nil {
-				return fmt.Errorf("tree hash at size %d: %w", cp.Size, err)
-			}
-			if root != cp.Hash {
-				return fmt.Errorf("the stored tree of size %d has root %v but the signed checkpoint says %v: stored hashes were changed", cp.Size, root, cp.Hash)
-			}
-		}
-		from = cp.Size
-	}
-	if from == h.Size {
-		return nil
-	}
-	// Re-derive every record after the checkpoint from its bytes.
-	tree := merkle.NewTree(from, merkle.Reader(ctx, in.store, h.Log))
-	next := from
-	err := in.store.Scan(ctx, h.Log, from, h.Size, func(e *trail.Entry) error {
-		if e.Seq != next {
-			return fmt.Errorf("seq %d is missing", next)
-		}
-		if len(e.Hashes) == 0 || tlog.RecordHash(e.Bytes) != e.Hashes[0] {
-			return fmt.Errorf("seq %d: record bytes do not hash to the stored leaf hash", e.Seq)
-		}
-		stored := e.Hashes
-		re := &trail.Entry{Record: e.Record, Hashes: []tlog.Hash{stored[0]}}
-		if err := tree.Append([]*trail.Entry{re}); err != nil {
-			return err
-		}
-		tree.Commit()
-		if !equalHashes(re.Hashes, stored) {
-			return fmt.Errorf("seq %d: stored tree hashes do not match the records", e.Seq)
-		}
-		next++
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if next != h.Size {
-		return fmt.Errorf("seq %d is missing", next)
-	}
-	return nil
-}
-
-func equalHashes(a, b []tlog.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (in *Ingester) refuse(err error) {
