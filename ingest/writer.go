@@ -110,7 +110,7 @@ func (in *Ingester) commit(group []*request) {
 	}
 }
 
-// commitRetrying runs tryCommit, again if a racing writer stored one of
+// commitRetrying runs commitOnce, again if a racing writer stored one of
 // the group's ids since the lookup. A store found unreachable starts an
 // outage hold.
 func (in *Ingester) commitRetrying(group []*request) error {
@@ -118,7 +118,7 @@ func (in *Ingester) commitRetrying(group []*request) error {
 		if p := in.refused.Load(); p != nil {
 			return trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
 		}
-		err := in.tryCommit(group)
+		err := in.commitOnce(group)
 		switch code := trail.ErrorCode(err); {
 		case code == trail.ECONFLICT && attempt < 3:
 			continue
@@ -129,102 +129,57 @@ func (in *Ingester) commitRetrying(group []*request) error {
 	}
 }
 
-// tryCommit resolves idempotency for the group, appends its new events in
-// one durable write and answers every request. On error it answers none.
-func (in *Ingester) tryCommit(group []*request) error {
-	ctx := context.Background()
-	var ids []string
-	for _, r := range group {
-		for _, p := range r.preps {
-			if p.ClientID {
-				ids = append(ids, p.ID)
-			}
-		}
+// commitOnce plans the group against what the store holds, appends its
+// new entries in one durable write and answers every request. On error it
+// answers none.
+func (in *Ingester) commitOnce(group []*request) error {
+	preps := make([][]*trail.Prepared, len(group))
+	for i, r := range group {
+		preps[i] = r.preps
 	}
 	var stored map[string]*trail.Entry
-	if len(ids) > 0 {
+	if ids := clientIDs(preps); len(ids) > 0 {
 		var err error
-		if stored, err = in.store.Lookup(ctx, ids); err != nil {
+		if stored, err = in.store.Lookup(context.Background(), ids); err != nil {
 			return unavailable("look up ids", err)
 		}
 	}
-
-	// Plan each request: reuse stored or earlier entries, or make new ones.
-	type plan struct {
-		refs    []*trail.Entry // the entry behind each event's receipt
-		created bool
-		err     error
-	}
-	plans := make([]plan, len(group))
-	var entries []*trail.Entry
-	inGroup := make(map[string]*trail.Entry)
-	base := in.tree.Size()
-	for i, r := range group {
-		pl := &plans[i]
-		pl.refs = make([]*trail.Entry, len(r.preps))
-		var mine []*trail.Entry
-		for j, p := range r.preps {
-			if p.ClientID {
-				prev := stored[p.ID]
-				if prev == nil {
-					prev = inGroup[p.ID]
-				}
-				if prev != nil {
-					if prev.Digest != p.Digest {
-						pl.err = trail.Errorf(trail.ECONFLICT, "id %q is already stored with other content (log %s, seq %d); ids are forever, choose a new one", p.ID, prev.Log, prev.Seq)
-						break
-					}
-					pl.refs[j] = prev
-					continue
-				}
-			}
-			e := p.Entry(in.log, base+int64(len(entries)+len(mine)))
-			mine = append(mine, e)
-			pl.refs[j] = e
-		}
-		if pl.err != nil {
-			continue
-		}
-		for _, e := range mine {
-			inGroup[e.ID] = e
-		}
-		pl.created = len(mine) > 0
-		entries = append(entries, mine...)
-	}
-
-	if len(entries) > 0 {
-		if in.noTree {
-			for _, e := range entries { // the right count of hashes, not computed
-				e.Hashes = append(e.Hashes, make([]tlog.Hash, tlog.StoredHashCount(e.Seq+1)-tlog.StoredHashCount(e.Seq)-1)...)
-			}
-		} else if err := in.tree.Append(entries); err != nil {
-			in.tree.Rollback()
-			return fmt.Errorf("ingest: %w", err)
-		}
-		if err := in.store.Append(ctx, entries); err != nil {
-			in.tree.Rollback()
-			return in.appendFailed(ctx, err)
-		}
-		if in.noTree {
-			in.tree = merkle.NewTree(in.tree.Size()+int64(len(entries)), nil)
-		} else {
-			in.tree.Commit()
-		}
-		in.head.Store(&trail.Head{Log: in.log, Size: in.tree.Size()})
+	entries, outs := plan(preps, stored, in.tree.Size(), in.log)
+	if err := in.appendEntries(entries); err != nil {
+		return err
 	}
 	for i, r := range group {
-		pl := &plans[i]
-		if pl.err != nil {
-			r.resp <- response{err: pl.err}
-			continue
-		}
-		res := &trail.Result{Receipts: make([]trail.Receipt, len(pl.refs)), Created: pl.created}
-		for j, e := range pl.refs {
-			res.Receipts[j] = e.Receipt()
-		}
-		r.resp <- response{res: res}
+		r.resp <- outs[i].result()
 	}
 	in.maybeSign(false)
+	return nil
+}
+
+// appendEntries gives entries their tree hashes and stores them in one
+// durable write; then the tree and the head include them.
+func (in *Ingester) appendEntries(entries []*trail.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ctx := context.Background()
+	if in.noTree {
+		for _, e := range entries { // the right count of hashes, not computed
+			e.Hashes = append(e.Hashes, make([]tlog.Hash, tlog.StoredHashCount(e.Seq+1)-tlog.StoredHashCount(e.Seq)-1)...)
+		}
+	} else if err := in.tree.Append(entries); err != nil {
+		in.tree.Rollback()
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if err := in.store.Append(ctx, entries); err != nil {
+		in.tree.Rollback()
+		return in.appendFailed(ctx, err)
+	}
+	if in.noTree {
+		in.tree = merkle.NewTree(in.tree.Size()+int64(len(entries)), nil)
+	} else {
+		in.tree.Commit()
+	}
+	in.head.Store(&trail.Head{Log: in.log, Size: in.tree.Size()})
 	return nil
 }
 
