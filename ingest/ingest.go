@@ -18,6 +18,7 @@ import (
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/merkle"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Config tunes an Ingester. Zero fields take the defaults.
@@ -36,6 +37,11 @@ type Config struct {
 	Now    func() time.Time
 	NewID  func() string // ids for events that have none (default UUIDv7)
 	Logger *slog.Logger
+
+	// Set only by this package's tests (export_test.go) and read once by
+	// New, so that no test switch branches the write path.
+	newTree     func(size int64, r tlog.HashReader) hasher // default merkle.NewTree
+	noFinalSign bool                                       // Close leaves the log as a crash would
 }
 
 func (c *Config) setDefaults() {
@@ -60,9 +66,14 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.newTree == nil {
+		c.newTree = func(size int64, r tlog.HashReader) hasher { return merkle.NewTree(size, r) }
+	}
 }
 
 // An Ingester is the single writer of one log. It implements trail.Ingester.
+// It admits requests (Submit), hands them to its writer goroutine
+// (writer.go) and leaves checkpoints to its signer (signer.go).
 type Ingester struct {
 	cfg   Config
 	store trail.Store
@@ -72,7 +83,7 @@ type Ingester struct {
 	mu     sync.RWMutex // guards closed against sends
 	closed bool
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // closed when the writer has stopped
 
 	// downUntil (unix nanoseconds) is set when a commit found the store
 	// unreachable: until then requests get 503 at once instead of queueing
@@ -83,20 +94,9 @@ type Ingester struct {
 	// check, or a log lost to another writer). It holds an error.
 	refused atomic.Pointer[error]
 
-	head   atomic.Pointer[trail.Head] // committed head, for readers
-	latest atomic.Pointer[[]byte]     // latest stored checkpoint note of head.Log
-
-	// Owned by the writer goroutine.
-	log         string
-	tree        *merkle.Tree
-	signedAt    int64     // size of the latest signed checkpoint
-	lastSign    time.Time // when it was signed
-	noTree      bool      // benchmarks only: skip tree hashes and signing
-	noFinalSign bool      // tests only: leave the log as a crash would
-	carry       *request  // overflowed the last commit; leads the next
-	cpCh        chan checkpoint
-	cpDone      chan struct{}
-	idleDone    chan struct{} // closed when signIdleLogs has stopped
+	head atomic.Pointer[trail.Head] // committed head, for readers
+	w    writer                     // owned by the writer goroutine
+	sign *signer
 }
 
 type request struct {
@@ -109,12 +109,6 @@ type response struct {
 	err error
 }
 
-type checkpoint struct {
-	log  string
-	size int64
-	note []byte
-}
-
 // New opens the log that store appends to, checks its integrity against the
 // latest signed checkpoint, and starts the writer. A failed check does not
 // fail New: the ingester refuses writes and says why (Ready, Submit), so
@@ -122,25 +116,18 @@ type checkpoint struct {
 func New(ctx context.Context, store trail.Store, cfg Config) (*Ingester, error) {
 	cfg.setDefaults()
 	in := &Ingester{
-		cfg:      cfg,
-		store:    store,
-		queue:    make(chan *request, cfg.QueueEvents),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		cpCh:     make(chan checkpoint, 1),
-		cpDone:   make(chan struct{}),
-		idleDone: make(chan struct{}),
+		cfg:   cfg,
+		store: store,
+		queue: make(chan *request, cfg.QueueEvents),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
+	in.sign = newSigner(cfg, store, in.stop, in.Head)
 	if err := in.load(ctx); err != nil {
 		return nil, err
 	}
-	go in.checkpointer()
+	in.sign.start()
 	go in.run()
-	if cfg.Signer != nil {
-		go in.signIdleLogs()
-	} else {
-		close(in.idleDone)
-	}
 	return in, nil
 }
 
@@ -151,11 +138,10 @@ func (in *Ingester) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: head: %w", err)
 	}
-	in.log = h.Log
-	in.tree = merkle.NewTree(h.Size, merkle.Reader(context.Background(), in.store, h.Log))
+	in.w.log = h.Log
+	in.w.tree = in.cfg.newTree(h.Size, merkle.Reader(context.Background(), in.store, h.Log))
 	in.head.Store(&h)
-	in.signedAt, in.lastSign = -1, time.Time{}
-	in.latest.Store(nil)
+	in.sign.reset(nil)
 	if in.cfg.Signer == nil {
 		return nil
 	}
@@ -163,15 +149,11 @@ func (in *Ingester) load(ctx context.Context) error {
 	if err != nil && !errors.Is(err, trail.ErrNotFound) {
 		return fmt.Errorf("ingest: latest checkpoint: %w", err)
 	}
-	if _, err := checkLog(ctx, in.store, h, note, in.cfg.Verifier, in.origin(h.Log)); err != nil {
+	if _, err := checkLog(ctx, in.store, h, note, in.cfg.Verifier, in.sign.origin(h.Log)); err != nil {
 		in.refuse(fmt.Errorf("log %q failed its integrity check at start-up: %w; writes are refused until an operator investigates (run `trail verify`, see docs/VERIFYING.md)", h.Log, err))
 		return nil
 	}
-	if note != nil {
-		in.latest.Store(&note)
-		cp, _ := trail.ParseNote(note)
-		in.signedAt = cp.Size
-	}
+	in.sign.reset(note)
 	return nil
 }
 
@@ -179,8 +161,6 @@ func (in *Ingester) refuse(err error) {
 	in.cfg.Logger.Error("trail: writes refused", "reason", err.Error())
 	in.refused.Store(&err)
 }
-
-func (in *Ingester) origin(log string) string { return in.cfg.Origin + "/" + log }
 
 // Submit implements trail.Ingester.
 func (in *Ingester) Submit(ctx context.Context, events []*trail.Event) (*trail.Result, error) {
@@ -259,22 +239,7 @@ func (in *Ingester) Verifier() string { return in.cfg.Verifier }
 
 // Checkpoint returns the latest signed checkpoint note of log.
 func (in *Ingester) Checkpoint(ctx context.Context, log string) ([]byte, error) {
-	if in.cfg.Signer == nil {
-		return nil, trail.Errorf(trail.ENOTFOUND, "checkpoint signing is off on this server")
-	}
-	if log == "" || log == in.Head().Log {
-		if p := in.latest.Load(); p != nil {
-			return *p, nil
-		}
-		if log == "" {
-			log = in.Head().Log
-		}
-	}
-	b, err := in.store.Checkpoint(ctx, log, -1)
-	if errors.Is(err, trail.ErrNotFound) {
-		return nil, trail.Errorf(trail.ENOTFOUND, "log %q has no signed checkpoint yet", log)
-	}
-	return b, err
+	return in.sign.latestNote(ctx, log)
 }
 
 // Close stops taking requests, commits everything queued, writes a final
@@ -291,15 +256,5 @@ func (in *Ingester) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("ingest: close: %w", ctx.Err())
 	}
-	select {
-	case <-in.cpDone:
-	case <-ctx.Done():
-		return fmt.Errorf("ingest: close: final checkpoint: %w", ctx.Err())
-	}
-	select {
-	case <-in.idleDone:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("ingest: close: %w", ctx.Err())
-	}
+	return in.sign.wait(ctx)
 }

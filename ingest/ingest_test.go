@@ -50,7 +50,9 @@ type env struct {
 	vkey  string
 }
 
-func mustOpen(tb testing.TB, dir string, cfg ingest.Config) *env {
+// mustOpen opens an ingester over a SQLite store in dir. opts change cfg
+// after the signer is set, just before New.
+func mustOpen(tb testing.TB, dir string, cfg ingest.Config, opts ...func(*ingest.Config)) *env {
 	tb.Helper()
 	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
 	if err != nil {
@@ -64,6 +66,9 @@ func mustOpen(tb testing.TB, dir string, cfg ingest.Config) *env {
 	cfg.Signer, cfg.Verifier, cfg.Origin = signer, vkey, "trail.test"
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 10 * time.Millisecond
+	}
+	for _, opt := range opts {
+		opt(&cfg)
 	}
 	ing, err := ingest.New(context.Background(), cs, cfg)
 	if err != nil {
@@ -338,13 +343,12 @@ func TestStartupIntegrity(t *testing.T) {
 			e.close(t) // signs a checkpoint at size 3
 			if !tt.signed {
 				// Append 3 more without a checkpoint: a crash before signing.
-				e2 := mustOpen(t, dir, ingest.Config{CheckpointInterval: time.Hour})
+				e2 := mustOpen(t, dir, ingest.Config{CheckpointInterval: time.Hour}, ingest.NoSignOnClose)
 				for i := 3; i < n; i++ {
 					if _, err := e2.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); err != nil {
 						t.Fatal(err)
 					}
 				}
-				e2.ing.SetNoSignOnClose()
 				e2.close(t)
 			}
 			db, err := sql.Open("sqlite", filepath.Join(dir, "trail.db"))
@@ -389,10 +393,11 @@ func BenchmarkIngest(b *testing.B) {
 		for _, tree := range []bool{true, false} {
 			name := fmt.Sprintf("batch=%d/merkle=%v", batch, tree)
 			b.Run(name, func(b *testing.B) {
-				e := mustOpen(b, b.TempDir(), ingest.Config{})
+				var opts []func(*ingest.Config)
 				if !tree {
-					e.ing.SetNoTree()
+					opts = append(opts, ingest.WithoutTree)
 				}
+				e := mustOpen(b, b.TempDir(), ingest.Config{}, opts...)
 				events := make([]*trail.Event, batch)
 				for i := range events {
 					events[i] = event(b, "", i)

@@ -7,20 +7,37 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
-	"github.com/trail-audit/trail/merkle"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
+// A writer holds what the writer goroutine alone touches: the log it
+// appends to, that log's tree, and a request carried to the next commit.
+type writer struct {
+	log   string
+	tree  hasher
+	carry *request // overflowed the last commit; leads the next
+}
+
+// A hasher gives appended entries their stored hashes and knows the
+// committed tree's root. Servers use *merkle.Tree; a benchmark may give
+// New one that does not hash (Config.newTree).
+type hasher interface {
+	Size() int64
+	Append(entries []*trail.Entry) error // fills in Hashes; pending until Commit
+	Commit()
+	Rollback()
+	Root() (tlog.Hash, error)
+}
 
 // run is the writer: it commits groups of queued requests until Close, then
 // drains the queue and hands a final checkpoint to the checkpointer.
 func (in *Ingester) run() {
 	defer close(in.done)
-	defer close(in.cpCh)
 	tick := time.NewTicker(in.cfg.CheckpointInterval)
 	defer tick.Stop()
 	for {
-		if req := in.carry; req != nil {
-			in.carry = nil
+		if req := in.w.carry; req != nil {
+			in.w.carry = nil
 			in.commit(in.gather(req))
 			continue
 		}
@@ -28,26 +45,37 @@ func (in *Ingester) run() {
 		case req := <-in.queue:
 			in.commit(in.gather(req))
 		case <-tick.C:
-			in.maybeSign(false)
+			in.signCommitted(false)
 		case <-in.stop:
-			for drained := false; !drained; {
-				select {
-				case req := <-in.queue:
-					in.commit(in.gather(req))
-				default:
-					if req := in.carry; req != nil {
-						in.carry = nil
-						in.commit(in.gather(req))
-					} else {
-						drained = true
-					}
-				}
-			}
-			if !in.noFinalSign {
-				in.maybeSign(true)
-			}
+			in.drain()
+			in.sign.finish(in.w.log, in.w.tree, in.refused.Load() == nil)
 			return
 		}
+	}
+}
+
+// drain commits every request still queued or carried.
+func (in *Ingester) drain() {
+	for {
+		select {
+		case req := <-in.queue:
+			in.commit(in.gather(req))
+		default:
+			req := in.w.carry
+			if req == nil {
+				return
+			}
+			in.w.carry = nil
+			in.commit(in.gather(req))
+		}
+	}
+}
+
+// signCommitted has the signer sign the committed tree, unless writes are
+// refused: then the log is in doubt and no checkpoint may vouch for it.
+func (in *Ingester) signCommitted(final bool) {
+	if in.refused.Load() == nil {
+		in.sign.maybeSign(in.w.log, in.w.tree, final)
 	}
 }
 
@@ -78,7 +106,7 @@ func (in *Ingester) gather(first *request) []*request {
 			}
 		}
 		if n+len(req.preps) > in.cfg.MaxBatch {
-			in.carry = req
+			in.w.carry = req
 			return group
 		}
 		group = append(group, req)
@@ -102,7 +130,7 @@ func (in *Ingester) commit(group []*request) {
 		return
 	}
 	if code := trail.ErrorCode(err); code != trail.EUNAVAILABLE && code != trail.ECONFLICT {
-		in.cfg.Logger.Error("trail: commit failed", "log", in.log, "events", events, "err", err)
+		in.cfg.Logger.Error("trail: commit failed", "log", in.w.log, "events", events, "err", err)
 		err = trail.Errorf(trail.EUNAVAILABLE, "the commit failed and nothing was stored; retry with the same ids")
 	}
 	for _, r := range group {
@@ -144,14 +172,14 @@ func (in *Ingester) commitOnce(group []*request) error {
 			return unavailable("look up ids", err)
 		}
 	}
-	entries, outs := plan(preps, stored, in.tree.Size(), in.log)
+	entries, outs := plan(preps, stored, in.w.tree.Size(), in.w.log)
 	if err := in.appendEntries(entries); err != nil {
 		return err
 	}
 	for i, r := range group {
 		r.resp <- outs[i].result()
 	}
-	in.maybeSign(false)
+	in.signCommitted(false)
 	return nil
 }
 
@@ -162,24 +190,17 @@ func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 		return nil
 	}
 	ctx := context.Background()
-	if in.noTree {
-		for _, e := range entries { // the right count of hashes, not computed
-			e.Hashes = append(e.Hashes, make([]tlog.Hash, tlog.StoredHashCount(e.Seq+1)-tlog.StoredHashCount(e.Seq)-1)...)
-		}
-	} else if err := in.tree.Append(entries); err != nil {
-		in.tree.Rollback()
+	t := in.w.tree
+	if err := t.Append(entries); err != nil {
+		t.Rollback()
 		return fmt.Errorf("ingest: %w", err)
 	}
 	if err := in.store.Append(ctx, entries); err != nil {
-		in.tree.Rollback()
+		t.Rollback()
 		return in.appendFailed(ctx, err)
 	}
-	if in.noTree {
-		in.tree = merkle.NewTree(in.tree.Size()+int64(len(entries)), nil)
-	} else {
-		in.tree.Commit()
-	}
-	in.head.Store(&trail.Head{Log: in.log, Size: in.tree.Size()})
+	t.Commit()
+	in.head.Store(&trail.Head{Log: in.w.log, Size: t.Size()})
 	return nil
 }
 
@@ -189,17 +210,17 @@ func (in *Ingester) appendFailed(ctx context.Context, err error) error {
 	if trail.ErrorCode(err) == trail.ECONFLICT {
 		return err
 	}
-	prev := in.log
+	prev := in.w.log
 	if lerr := in.load(ctx); lerr != nil {
 		in.cfg.Logger.Error("trail: reload after a failed append", "err", lerr)
 		return unavailable("append", err)
 	}
 	if errors.Is(err, trail.ErrFenced) {
-		if in.log == prev {
+		if in.w.log == prev {
 			// This process is the log's only writer: someone else wrote to it.
 			in.refuse(fmt.Errorf("a seq of log %q that this server was about to write is already taken: another process wrote to the log's store; writes are refused until an operator investigates (run `trail verify`)", prev))
 		} else {
-			in.cfg.Logger.Warn("trail: log taken over by another writer; now writing a new log", "old", prev, "new", in.log)
+			in.cfg.Logger.Warn("trail: log taken over by another writer; now writing a new log", "old", prev, "new", in.w.log)
 		}
 		return trail.Errorf(trail.EUNAVAILABLE, "log %q was taken over by another writer and nothing was stored; retry with the same ids", prev)
 	}
@@ -211,64 +232,4 @@ func unavailable(op string, err error) error {
 		return err
 	}
 	return fmt.Errorf("ingest: %s: %w", op, err)
-}
-
-// maybeSign signs a checkpoint of the committed tree if it grew and the
-// interval has passed (or final is set), and hands it to the checkpointer.
-func (in *Ingester) maybeSign(final bool) {
-	if in.cfg.Signer == nil || in.noTree || in.refused.Load() != nil {
-		return
-	}
-	size := in.tree.Size()
-	if size == 0 || size == in.signedAt {
-		return
-	}
-	now := in.cfg.Now()
-	if !final && now.Sub(in.lastSign) < in.cfg.CheckpointInterval {
-		return
-	}
-	root, err := in.tree.Root()
-	if err != nil {
-		in.cfg.Logger.Error("trail: tree root", "log", in.log, "size", size, "err", err)
-		return
-	}
-	note, err := merkle.Sign(in.cfg.Signer, trail.Checkpoint{Origin: in.origin(in.log), Size: size, Hash: root})
-	if err != nil {
-		in.cfg.Logger.Error("trail: sign checkpoint", "err", err)
-		return
-	}
-	in.signedAt, in.lastSign = size, now
-	cp := checkpoint{log: in.log, size: size, note: note}
-	select {
-	case in.cpCh <- cp:
-	default: // replace the one not yet stored: the newer covers it
-		select {
-		case <-in.cpCh:
-		default:
-		}
-		in.cpCh <- cp
-	}
-}
-
-// checkpointer stores signed checkpoints off the writer's path and
-// publishes each once it is stored.
-func (in *Ingester) checkpointer() {
-	defer close(in.cpDone)
-	for cp := range in.cpCh {
-		for attempt := 1; ; attempt++ {
-			err := in.store.AddCheckpoint(context.Background(), cp.log, cp.size, cp.note)
-			if err == nil {
-				if cp.log == in.Head().Log {
-					note := cp.note
-					in.latest.Store(&note)
-				}
-				break
-			}
-			in.cfg.Logger.Warn("trail: store checkpoint", "log", cp.log, "size", cp.size, "attempt", attempt, "err", err)
-			if attempt == 5 || len(in.cpCh) > 0 {
-				break
-			}
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-		}
-	}
 }
