@@ -27,6 +27,12 @@ type Config struct {
 	MaxWait     time.Duration // how long a commit waits for more requests (default 0: take what is queued)
 	QueueEvents int           // events queued before Submit answers EUNAVAILABLE (default 65536)
 
+	// StoreTimeout bounds every store call of the writer and the
+	// checkpointer (default 30s), so that a store that hangs without
+	// failing answers 503 instead of stalling the log. It exceeds the
+	// several round trips of one MongoDB append, each bounded by OpTimeout.
+	StoreTimeout time.Duration
+
 	// Signer signs checkpoints; nil turns checkpoints off. Verifier is its
 	// verifier key, used to check the stored checkpoint at start-up.
 	Signer             note.Signer
@@ -50,6 +56,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueEvents <= 0 {
 		c.QueueEvents = 65536
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 30 * time.Second
 	}
 	if c.Origin == "" {
 		c.Origin = "trail.local"
@@ -139,7 +148,7 @@ func (in *Ingester) load(ctx context.Context) error {
 		return fmt.Errorf("ingest: head: %w", err)
 	}
 	in.w.log = h.Log
-	in.w.tree = in.cfg.newTree(h.Size, merkle.Reader(context.Background(), in.store, h.Log))
+	in.w.tree = in.cfg.newTree(h.Size, in.hashReader(h.Log))
 	in.head.Store(&h)
 	in.sign.reset(nil)
 	if in.cfg.Signer == nil {
@@ -155,6 +164,21 @@ func (in *Ingester) load(ctx context.Context) error {
 	}
 	in.sign.reset(note)
 	return nil
+}
+
+// storeContext bounds one store call of the writer.
+func (in *Ingester) storeContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), in.cfg.StoreTimeout)
+}
+
+// hashReader reads the stored hashes of log for the writer's tree, each
+// read bounded like every other store call of the writer.
+func (in *Ingester) hashReader(log string) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		ctx, cancel := in.storeContext()
+		defer cancel()
+		return in.store.ReadHashes(ctx, log, indexes)
+	})
 }
 
 func (in *Ingester) refuse(err error) {

@@ -25,22 +25,34 @@ import (
 type countingStore struct {
 	trail.Store
 	appends atomic.Int64
-	hold    chan struct{} // if not nil, Append waits for a receive
-	// down makes Append fail as an unreachable store would. This is the one
-	// injected fault: a real outage of the embedded store cannot be made
-	// here (e2e.TestMongoOutage kills a real MongoDB server instead).
+	hold    chan struct{} // if not nil, Append waits for a receive or ctx
+	// down makes Append and AddCheckpoint fail as an unreachable store
+	// would. This is the one injected fault: a real outage of the embedded
+	// store cannot be made here (e2e.TestMongoOutage kills a real MongoDB
+	// server instead).
 	down atomic.Bool
 }
 
 func (s *countingStore) Append(ctx context.Context, entries []*trail.Entry) error {
 	s.appends.Add(1)
 	if s.hold != nil {
-		<-s.hold
+		select {
+		case <-s.hold:
+		case <-ctx.Done():
+			return fmt.Errorf("test: append: %w", ctx.Err())
+		}
 	}
 	if s.down.Load() {
 		return fmt.Errorf("test: store down: %w", trail.ErrUnavailable)
 	}
 	return s.Store.Append(ctx, entries)
+}
+
+func (s *countingStore) AddCheckpoint(ctx context.Context, log string, size int64, note []byte) error {
+	if s.down.Load() {
+		return fmt.Errorf("test: store down: %w", trail.ErrUnavailable)
+	}
+	return s.Store.AddCheckpoint(ctx, log, size, note)
 }
 
 type env struct {
@@ -265,6 +277,59 @@ func TestOutageFailsFast(t *testing.T) {
 			t.Fatalf("after the store came back: got %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStoreTimeout checks that a store call that hangs is cut off after
+// StoreTimeout and answered as an outage.
+func TestStoreTimeout(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{StoreTimeout: 100 * time.Millisecond})
+	e.store.hold = make(chan struct{})
+	defer close(e.store.hold)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := e.ing.Submit(ctx, []*trail.Event{event(t, "t-1", 1)})
+	if trail.ErrorCode(err) != trail.EUNAVAILABLE {
+		t.Fatalf("submit to a hung store: got %v, want EUNAVAILABLE", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("submit to a hung store took %v, want about the 100ms store timeout", d)
+	}
+}
+
+// TestCloseDoesNotWaitOutAnOutage checks that a final checkpoint the store
+// refuses is not retried after Close began: Close returns at once, and the
+// stored checkpoint stays the last one that was stored.
+func TestCloseDoesNotWaitOutAnOutage(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{CheckpointInterval: time.Hour})
+	ctx := context.Background()
+	for i := range 2 { // the first is signed at once, the second waits an hour
+		if _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for _, err := e.ing.Checkpoint(ctx, ""); err != nil; _, err = e.ing.Checkpoint(ctx, "") {
+			if time.Now().After(deadline) {
+				t.Fatalf("first checkpoint: %v", err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	e.store.down.Store(true)
+	start := time.Now()
+	if err := e.ing.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("close took %v, want no retries of the final checkpoint (they took 2s)", d)
+	}
+	note, err := e.store.Checkpoint(ctx, "main", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := trail.ParseNote(note); err != nil || cp.Size != 1 {
+		t.Fatalf("stored checkpoint: got %+v %v, want size 1", cp, err)
 	}
 }
 

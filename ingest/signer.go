@@ -125,7 +125,7 @@ func (s *signer) checkpointer() {
 	defer close(s.done)
 	for cp := range s.ch {
 		for attempt := 1; ; attempt++ {
-			err := s.store.AddCheckpoint(context.Background(), cp.log, cp.size, cp.note)
+			err := s.add(cp)
 			if err == nil {
 				if cp.log == s.head().Log {
 					note := cp.note
@@ -134,11 +134,32 @@ func (s *signer) checkpointer() {
 				break
 			}
 			s.cfg.Logger.Warn("trail: store checkpoint", "log", cp.log, "size", cp.size, "attempt", attempt, "err", err)
-			if attempt == 5 || len(s.ch) > 0 {
+			if attempt == 5 || len(s.ch) > 0 || !s.pause(time.Duration(attempt)*200*time.Millisecond) {
 				break
 			}
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 		}
+	}
+}
+
+// add stores a signed checkpoint, bounded by StoreTimeout.
+func (s *signer) add(cp checkpoint) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+	defer cancel()
+	return s.store.AddCheckpoint(ctx, cp.log, cp.size, cp.note)
+}
+
+// pause waits d before a retry and reports false if the ingester began to
+// close meanwhile: then a checkpoint that failed is not retried, so that
+// Close does not wait out an outage. The records stay valid; the next
+// start, or another replica's idle-log signer, signs them.
+func (s *signer) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.stop:
+		return false
 	}
 }
 

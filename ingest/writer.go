@@ -165,12 +165,9 @@ func (in *Ingester) commitOnce(group []*request) error {
 	for i, r := range group {
 		preps[i] = r.preps
 	}
-	var stored map[string]*trail.Entry
-	if ids := clientIDs(preps); len(ids) > 0 {
-		var err error
-		if stored, err = in.store.Lookup(context.Background(), ids); err != nil {
-			return unavailable("look up ids", err)
-		}
+	stored, err := in.lookup(clientIDs(preps))
+	if err != nil {
+		return err
 	}
 	entries, outs := plan(preps, stored, in.w.tree.Size(), in.w.log)
 	if err := in.appendEntries(entries); err != nil {
@@ -183,21 +180,37 @@ func (in *Ingester) commitOnce(group []*request) error {
 	return nil
 }
 
+// lookup returns the stored entries with the ids.
+func (in *Ingester) lookup(ids []string) (map[string]*trail.Entry, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := in.storeContext()
+	defer cancel()
+	stored, err := in.store.Lookup(ctx, ids)
+	if err != nil {
+		return nil, unavailable("look up ids", err)
+	}
+	return stored, nil
+}
+
 // appendEntries gives entries their tree hashes and stores them in one
 // durable write; then the tree and the head include them.
 func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	ctx := context.Background()
 	t := in.w.tree
 	if err := t.Append(entries); err != nil {
 		t.Rollback()
 		return fmt.Errorf("ingest: %w", err)
 	}
-	if err := in.store.Append(ctx, entries); err != nil {
+	ctx, cancel := in.storeContext()
+	err := in.store.Append(ctx, entries)
+	cancel()
+	if err != nil {
 		t.Rollback()
-		return in.appendFailed(ctx, err)
+		return in.appendFailed(err)
 	}
 	t.Commit()
 	in.head.Store(&trail.Head{Log: in.w.log, Size: t.Size()})
@@ -206,11 +219,13 @@ func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 
 // appendFailed handles a failed store append. The outcome of a failed write
 // may be unknown (a lost reply), so the head is reloaded from the store.
-func (in *Ingester) appendFailed(ctx context.Context, err error) error {
+func (in *Ingester) appendFailed(err error) error {
 	if trail.ErrorCode(err) == trail.ECONFLICT {
 		return err
 	}
 	prev := in.w.log
+	ctx, cancel := in.storeContext()
+	defer cancel()
 	if lerr := in.load(ctx); lerr != nil {
 		in.cfg.Logger.Error("trail: reload after a failed append", "err", lerr)
 		return unavailable("append", err)
@@ -227,9 +242,14 @@ func (in *Ingester) appendFailed(ctx context.Context, err error) error {
 	return unavailable("append", err)
 }
 
+// unavailable wraps the error of a store call. A call that outlived
+// StoreTimeout counts as an outage, as the stores count their own timeouts.
 func unavailable(op string, err error) error {
 	if trail.ErrorCode(err) == trail.EUNAVAILABLE {
 		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("ingest: %s: no answer within the store timeout: %w (%w)", op, trail.ErrUnavailable, err)
 	}
 	return fmt.Errorf("ingest: %s: %w", op, err)
 }
