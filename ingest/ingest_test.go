@@ -14,7 +14,9 @@ import (
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/ingest"
+	"github.com/trail-audit/trail/internal/testmongo"
 	"github.com/trail-audit/trail/merkle"
+	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -62,14 +64,20 @@ type env struct {
 	vkey  string
 }
 
-// mustOpen opens an ingester over a SQLite store in dir. opts change cfg
-// after the signer is set, just before New.
+// mustOpen opens an ingester of log main over a SQLite store in dir. opts
+// change cfg after the signer is set, just before New.
 func mustOpen(tb testing.TB, dir string, cfg ingest.Config, opts ...func(*ingest.Config)) *env {
 	tb.Helper()
 	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return mustStart(tb, dir, st, cfg, opts...)
+}
+
+// mustStart starts an ingester over st, signing with the key kept in dir.
+func mustStart(tb testing.TB, dir string, st trail.Store, cfg ingest.Config, opts ...func(*ingest.Config)) *env {
+	tb.Helper()
 	signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
 	if err != nil {
 		tb.Fatal(err)
@@ -211,6 +219,65 @@ func TestIdempotency(t *testing.T) {
 	}
 	if got := e.ing.Head().Size; got != 3 {
 		t.Fatalf("head size: got %d, want 3", got)
+	}
+}
+
+// TestRacingWriterReplans has another replica store ids between this
+// writer's lookup and its append, on one MongoDB database (a SQLite file
+// has one writer). The store refuses the append, and the writer's plan,
+// run again, decides: the same content is a replay of the other replica's
+// record, other content a conflict.
+func TestRacingWriterReplans(t *testing.T) {
+	dir, uri := t.TempDir(), testmongo.DatabaseURI(t)
+	ctx := context.Background()
+	replica := func() *env {
+		st, err := mongo.Open(ctx, mongo.Config{URI: uri})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mustStart(t, dir, st, ingest.Config{})
+	}
+	other, e := replica(), replica()
+	e.store.hold = make(chan struct{})
+	type answer struct {
+		res *trail.Result
+		err error
+	}
+	answers := make(chan answer, 2)
+	go func() {
+		res, err := e.ing.Submit(ctx, []*trail.Event{event(t, "race-1", 1)})
+		answers <- answer{res, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.store.appends.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // until the lookup is done and the append held
+	}
+	theirs, err := other.ing.Submit(ctx, []*trail.Event{event(t, "race-1", 1), event(t, "race-2", 2)})
+	if err != nil {
+		close(e.store.hold)
+		t.Fatal(err)
+	}
+	go func() {
+		res, err := e.ing.Submit(ctx, []*trail.Event{event(t, "race-2", 3)})
+		answers <- answer{res, err}
+	}()
+	close(e.store.hold)
+	for range 2 {
+		a := <-answers
+		switch {
+		case a.err == nil:
+			if a.res.Created || a.res.Receipts[0] != theirs.Receipts[0] {
+				t.Errorf("replay: got %+v, want the other writer's receipt %+v and Created false", a.res, theirs.Receipts[0])
+			}
+		case trail.ErrorCode(a.err) != trail.ECONFLICT || !strings.Contains(a.err.Error(), "race-2"):
+			t.Errorf("conflict: got %v, want ECONFLICT naming race-2", a.err)
+		}
+	}
+	if got := e.ing.Head().Size; got != 0 {
+		t.Fatalf("head size: got %d, want 0 (nothing stored)", got)
+	}
+	if got := e.store.appends.Load(); got != 1 {
+		t.Fatalf("appends: got %d, want 1: the one the store refused; the new plan appends nothing", got)
 	}
 }
 

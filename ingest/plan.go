@@ -34,8 +34,10 @@ func (o *outcome) result() response {
 //
 // The store's unique id constraint is the last line of defence, not a
 // second decision: if a racing writer stores one of the ids between the
-// lookup and the append, the store refuses the append and the writer
-// looks up and plans again (see Ingester.commitRetrying).
+// lookup and the append, the store refuses the append with
+// trail.ErrDuplicateID and the writer looks up and plans again (see
+// Ingester.commitRetrying). Only a store that keeps refusing makes the
+// group fail, with 503 and nothing stored: a retry replans.
 func plan(group [][]*trail.Prepared, stored map[string]*trail.Entry, base int64, log string) ([]*trail.Entry, []outcome) {
 	outs := make([]outcome, len(group))
 	var entries []*trail.Entry

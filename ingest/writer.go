@@ -129,7 +129,7 @@ func (in *Ingester) commit(group []*request) {
 	if err == nil {
 		return
 	}
-	if code := trail.ErrorCode(err); code != trail.EUNAVAILABLE && code != trail.ECONFLICT {
+	if trail.ErrorCode(err) != trail.EUNAVAILABLE {
 		in.cfg.Logger.Error("trail: commit failed", "log", in.w.log, "events", events, "err", err)
 		err = trail.Errorf(trail.EUNAVAILABLE, "the commit failed and nothing was stored; retry with the same ids")
 	}
@@ -138,23 +138,38 @@ func (in *Ingester) commit(group []*request) {
 	}
 }
 
-// commitRetrying runs commitOnce, again if a racing writer stored one of
-// the group's ids since the lookup. A store found unreachable starts an
-// outage hold.
+// replans is how many times a group is planned when the store keeps
+// refusing ids that the lookup did not find.
+const replans = 3
+
+// commitRetrying runs commitOnce, again if the store refused an id that a
+// racing writer stored since the lookup: the new lookup finds it, and the
+// plan, not the store, decides whether it is a replay or a conflict. A
+// store found unreachable starts an outage hold.
 func (in *Ingester) commitRetrying(group []*request) error {
 	for attempt := 1; ; attempt++ {
 		if p := in.refused.Load(); p != nil {
 			return trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
 		}
 		err := in.commitOnce(group)
-		switch code := trail.ErrorCode(err); {
-		case code == trail.ECONFLICT && attempt < 3:
+		switch {
+		case duplicate(err) && attempt < replans:
 			continue
-		case code == trail.EUNAVAILABLE && in.refused.Load() == nil:
+		case duplicate(err):
+			in.cfg.Logger.Warn("trail: ids keep being stored by another writer", "log", in.w.log, "err", err)
+			return trail.Errorf(trail.EUNAVAILABLE, "ids of this batch were being stored by another writer at the same time and nothing was stored; retry with the same ids")
+		case trail.ErrorCode(err) == trail.EUNAVAILABLE && in.refused.Load() == nil:
 			in.downUntil.Store(in.cfg.Now().Add(outageHold).UnixNano())
 		}
 		return err
 	}
+}
+
+// duplicate reports whether the store refused an append for an id it
+// holds. Until every store wraps trail.ErrDuplicateID, any ECONFLICT from
+// Append means the same.
+func duplicate(err error) bool {
+	return errors.Is(err, trail.ErrDuplicateID) || trail.ErrorCode(err) == trail.ECONFLICT
 }
 
 // commitOnce plans the group against what the store holds, appends its
@@ -220,8 +235,8 @@ func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 // appendFailed handles a failed store append. The outcome of a failed write
 // may be unknown (a lost reply), so the head is reloaded from the store.
 func (in *Ingester) appendFailed(err error) error {
-	if trail.ErrorCode(err) == trail.ECONFLICT {
-		return err
+	if duplicate(err) {
+		return err // nothing was stored, and the log is as it was
 	}
 	prev := in.w.log
 	ctx, cancel := in.storeContext()
