@@ -166,11 +166,8 @@ func (in *Ingester) commitRetrying(group []*request) error {
 }
 
 // duplicate reports whether the store refused an append for an id it
-// holds. Until every store wraps trail.ErrDuplicateID, any ECONFLICT from
-// Append means the same.
-func duplicate(err error) bool {
-	return errors.Is(err, trail.ErrDuplicateID) || trail.ErrorCode(err) == trail.ECONFLICT
-}
+// holds or that the batch repeats.
+func duplicate(err error) bool { return errors.Is(err, trail.ErrDuplicateID) }
 
 // commitOnce plans the group against what the store holds, appends its
 // new entries in one durable write and answers every request. On error it
