@@ -2,7 +2,18 @@
 // bounded, in-process queue; one writer per log takes every request waiting,
 // resolves idempotency, assigns dense seqs, computes the Merkle hashes and
 // appends the whole group to the store in one durable commit. Each request
-// is answered only after that commit returns.
+// is answered only after that commit returns. A signer (signer.go) signs
+// and stores checkpoints off that path.
+//
+// Idempotency is decided in one place, plan (plan.go): the writer looks
+// up the group's client ids in the store, and plan makes each event a
+// replay (same id, same digest: the original receipt), a conflict (same
+// id, other content: 409 for its request) or a new entry. The store's
+// unique id is only the last line of defence: if another replica stored an
+// id between the lookup and the append, the store refuses the whole batch
+// with trail.ErrDuplicateID and the writer looks up and plans again, up to
+// three times, and then answers 503 with nothing stored. No store error
+// becomes a 409.
 package ingest
 
 import (
