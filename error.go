@@ -76,4 +76,11 @@ var (
 
 	// ErrUnavailable means the store cannot be reached now; retry later.
 	ErrUnavailable = &Error{Code: EUNAVAILABLE, Message: "the store is unavailable; retry later"}
+
+	// ErrDuplicateID means a store refused an append because one of its ids
+	// is stored already or repeated in the batch; nothing of it was stored.
+	// Stores wrap it with the id and only report it: whether a request
+	// with that id is a replay or a conflict is decided above the store,
+	// by the ingester's plan, which looks the ids up again.
+	ErrDuplicateID = &Error{Code: ECONFLICT, Message: "an id of the batch is already stored"}
 )

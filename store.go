@@ -60,9 +60,11 @@ type Store interface {
 	// be dense and start at the current size of Head's log, and each MUST
 	// carry its Hashes (tlog.StoredHashes). Append returns only after the
 	// write is durable (synced to disk, or majority-acknowledged). It returns
-	// ErrFenced if another writer holds one of those seqs, an *Error with
-	// ECONFLICT if an id is already stored, and ErrUnavailable (wrapped) if
-	// the store cannot be reached.
+	// ErrFenced if another writer holds one of those seqs, ErrDuplicateID
+	// (wrapped, naming the id) if an id is already stored or repeated in the
+	// batch, and ErrUnavailable (wrapped) if the store cannot be reached.
+	// Its unique id is the last line of defence: a store reports a
+	// duplicate and never decides whether it is a replay.
 	Append(ctx context.Context, entries []*Entry) error
 
 	// AddCheckpoint stores a signed checkpoint of log at size. Checkpoints

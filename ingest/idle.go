@@ -7,7 +7,6 @@ import (
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/merkle"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // signIdleLogs runs beside the writer. With several replicas on one store,
@@ -19,37 +18,37 @@ import (
 // Committed records are immutable, so a checkpoint of another log's
 // committed size is a true statement whoever signs it; a log still being
 // written is left to its writer.
-func (in *Ingester) signIdleLogs() {
-	defer close(in.idleDone)
-	every := max(5*in.cfg.CheckpointInterval, time.Second)
+func (s *signer) signIdleLogs() {
+	defer close(s.idleDone)
+	every := max(5*s.cfg.CheckpointInterval, time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	seen := map[string]int64{}
 	for {
 		select {
-		case <-in.stop:
+		case <-s.stop:
 			return
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), every)
-		in.signIdle(ctx, seen)
+		s.signIdle(ctx, seen)
 		cancel()
 	}
 }
 
-func (in *Ingester) signIdle(ctx context.Context, seen map[string]int64) {
-	heads, err := in.store.Logs(ctx)
+func (s *signer) signIdle(ctx context.Context, seen map[string]int64) {
+	heads, err := s.store.Logs(ctx)
 	if err != nil {
 		return // the writer reports outages
 	}
-	own := in.Head().Log
+	own := s.head().Log
 	for _, h := range heads {
 		prev, ok := seen[h.Log]
 		seen[h.Log] = h.Size
 		if h.Log == own || h.Size == 0 || !ok || prev != h.Size {
 			continue // ours, empty, or still growing: its writer signs
 		}
-		note, err := in.store.Checkpoint(ctx, h.Log, -1)
+		note, err := s.store.Checkpoint(ctx, h.Log, -1)
 		if err != nil && !errors.Is(err, trail.ErrNotFound) {
 			continue
 		}
@@ -59,22 +58,23 @@ func (in *Ingester) signIdle(ctx context.Context, seen map[string]int64) {
 				continue
 			}
 		}
-		if err := in.check(ctx, h, note); err != nil {
-			in.cfg.Logger.Error("trail: idle log fails its integrity check; not signing it", "log", h.Log, "err", err)
+		audit, err := checkLog(ctx, s.store, h, note, s.cfg.Verifier, s.origin(h.Log))
+		if err != nil {
+			s.cfg.Logger.Error("trail: idle log fails its integrity check; not signing it", "log", h.Log, "err", err)
 			continue
 		}
-		root, err := tlog.TreeHash(h.Size, merkle.Reader(ctx, in.store, h.Log))
+		root, err := audit.Root(h.Size)
 		if err != nil {
 			continue
 		}
-		signed, err := merkle.Sign(in.cfg.Signer, trail.Checkpoint{Origin: in.origin(h.Log), Size: h.Size, Hash: root})
+		signed, err := merkle.Sign(s.cfg.Signer, trail.Checkpoint{Origin: s.origin(h.Log), Size: h.Size, Hash: root})
 		if err == nil {
-			err = in.store.AddCheckpoint(ctx, h.Log, h.Size, signed)
+			err = s.store.AddCheckpoint(ctx, h.Log, h.Size, signed)
 		}
 		if err != nil {
-			in.cfg.Logger.Warn("trail: sign idle log", "log", h.Log, "err", err)
+			s.cfg.Logger.Warn("trail: sign idle log", "log", h.Log, "err", err)
 			continue
 		}
-		in.cfg.Logger.Info("trail: signed the unsigned tail of an idle log", "log", h.Log, "size", h.Size)
+		s.cfg.Logger.Info("trail: signed the unsigned tail of an idle log", "log", h.Log, "size", h.Size)
 	}
 }

@@ -2,7 +2,18 @@
 // bounded, in-process queue; one writer per log takes every request waiting,
 // resolves idempotency, assigns dense seqs, computes the Merkle hashes and
 // appends the whole group to the store in one durable commit. Each request
-// is answered only after that commit returns.
+// is answered only after that commit returns. A signer (signer.go) signs
+// and stores checkpoints off that path.
+//
+// Idempotency is decided in one place, plan (plan.go): the writer looks
+// up the group's client ids in the store, and plan makes each event a
+// replay (same id, same digest: the original receipt), a conflict (same
+// id, other content: 409 for its request) or a new entry. The store's
+// unique id is only the last line of defence: if another replica stored an
+// id between the lookup and the append, the store refuses the whole batch
+// with trail.ErrDuplicateID and the writer looks up and plans again, up to
+// three times, and then answers 503 with nothing stored. No store error
+// becomes a 409.
 package ingest
 
 import (
@@ -27,6 +38,12 @@ type Config struct {
 	MaxWait     time.Duration // how long a commit waits for more requests (default 0: take what is queued)
 	QueueEvents int           // events queued before Submit answers EUNAVAILABLE (default 65536)
 
+	// StoreTimeout bounds every store call of the writer and the
+	// checkpointer (default 30s), so that a store that hangs without
+	// failing answers 503 instead of stalling the log. It exceeds the
+	// several round trips of one MongoDB append, each bounded by OpTimeout.
+	StoreTimeout time.Duration
+
 	// Signer signs checkpoints; nil turns checkpoints off. Verifier is its
 	// verifier key, used to check the stored checkpoint at start-up.
 	Signer             note.Signer
@@ -37,6 +54,11 @@ type Config struct {
 	Now    func() time.Time
 	NewID  func() string // ids for events that have none (default UUIDv7)
 	Logger *slog.Logger
+
+	// Set only by this package's tests (export_test.go) and read once by
+	// New, so that no test switch branches the write path.
+	newTree     func(size int64, r tlog.HashReader) hasher // default merkle.NewTree
+	noFinalSign bool                                       // Close leaves the log as a crash would
 }
 
 func (c *Config) setDefaults() {
@@ -45,6 +67,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueEvents <= 0 {
 		c.QueueEvents = 65536
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 30 * time.Second
 	}
 	if c.Origin == "" {
 		c.Origin = "trail.local"
@@ -61,9 +86,14 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.newTree == nil {
+		c.newTree = func(size int64, r tlog.HashReader) hasher { return merkle.NewTree(size, r) }
+	}
 }
 
 // An Ingester is the single writer of one log. It implements trail.Ingester.
+// It admits requests (Submit), hands them to its writer goroutine
+// (writer.go) and leaves checkpoints to its signer (signer.go).
 type Ingester struct {
 	cfg   Config
 	store trail.Store
@@ -73,7 +103,7 @@ type Ingester struct {
 	mu     sync.RWMutex // guards closed against sends
 	closed bool
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // closed when the writer has stopped
 
 	// downUntil (unix nanoseconds) is set when a commit found the store
 	// unreachable: until then requests get 503 at once instead of queueing
@@ -84,20 +114,9 @@ type Ingester struct {
 	// check, or a log lost to another writer). It holds an error.
 	refused atomic.Pointer[error]
 
-	head   atomic.Pointer[trail.Head] // committed head, for readers
-	latest atomic.Pointer[[]byte]     // latest stored checkpoint note of head.Log
-
-	// Owned by the writer goroutine.
-	log         string
-	tree        *merkle.Tree
-	signedAt    int64     // size of the latest signed checkpoint
-	lastSign    time.Time // when it was signed
-	noTree      bool      // benchmarks only: skip tree hashes and signing
-	noFinalSign bool      // tests only: leave the log as a crash would
-	carry       *request  // overflowed the last commit; leads the next
-	cpCh        chan checkpoint
-	cpDone      chan struct{}
-	idleDone    chan struct{} // closed when signIdleLogs has stopped
+	head atomic.Pointer[trail.Head] // committed head, for readers
+	w    writer                     // owned by the writer goroutine
+	sign *signer
 }
 
 type request struct {
@@ -110,12 +129,6 @@ type response struct {
 	err error
 }
 
-type checkpoint struct {
-	log  string
-	size int64
-	note []byte
-}
-
 // New opens the log that store appends to, checks its integrity against the
 // latest signed checkpoint, and starts the writer. A failed check does not
 // fail New: the ingester refuses writes and says why (Ready, Submit), so
@@ -123,25 +136,18 @@ type checkpoint struct {
 func New(ctx context.Context, store trail.Store, cfg Config) (*Ingester, error) {
 	cfg.setDefaults()
 	in := &Ingester{
-		cfg:      cfg,
-		store:    store,
-		queue:    make(chan *request, cfg.QueueEvents),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		cpCh:     make(chan checkpoint, 1),
-		cpDone:   make(chan struct{}),
-		idleDone: make(chan struct{}),
+		cfg:   cfg,
+		store: store,
+		queue: make(chan *request, cfg.QueueEvents),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
+	in.sign = newSigner(cfg, store, in.stop, in.Head)
 	if err := in.load(ctx); err != nil {
 		return nil, err
 	}
-	go in.checkpointer()
+	in.sign.start()
 	go in.run()
-	if cfg.Signer != nil {
-		go in.signIdleLogs()
-	} else {
-		close(in.idleDone)
-	}
 	return in, nil
 }
 
@@ -152,11 +158,10 @@ func (in *Ingester) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: head: %w", err)
 	}
-	in.log = h.Log
-	in.tree = merkle.NewTree(h.Size, merkle.Reader(context.Background(), in.store, h.Log))
+	in.w.log = h.Log
+	in.w.tree = in.cfg.newTree(h.Size, in.hashReader(h.Log))
 	in.head.Store(&h)
-	in.signedAt, in.lastSign = -1, time.Time{}
-	in.latest.Store(nil)
+	in.sign.reset(nil)
 	if in.cfg.Signer == nil {
 		return nil
 	}
@@ -164,96 +169,33 @@ func (in *Ingester) load(ctx context.Context) error {
 	if err != nil && !errors.Is(err, trail.ErrNotFound) {
 		return fmt.Errorf("ingest: latest checkpoint: %w", err)
 	}
-	if err := in.check(ctx, h, note); err != nil {
+	if _, err := checkLog(ctx, in.store, h, note, in.cfg.Verifier, in.sign.origin(h.Log)); err != nil {
 		in.refuse(fmt.Errorf("log %q failed its integrity check at start-up: %w; writes are refused until an operator investigates (run `trail verify`, see docs/VERIFYING.md)", h.Log, err))
 		return nil
 	}
-	if note != nil {
-		in.latest.Store(&note)
-		cp, _ := trail.ParseNote(note)
-		in.signedAt = cp.Size
-	}
+	in.sign.reset(note)
 	return nil
 }
 
-// check verifies that the stored tree still matches the latest signed
-// checkpoint and that every record after it hashes to its stored hashes.
-func (in *Ingester) check(ctx context.Context, h trail.Head, note []byte) error {
-	from := int64(0)
-	if note != nil {
-		cp, err := merkle.Open(note, in.cfg.Verifier)
-		if err != nil {
-			return fmt.Errorf("latest checkpoint does not verify with this server's key: %w", err)
-		}
-		if want := in.origin(h.Log); cp.Origin != want {
-			return fmt.Errorf("latest checkpoint is for origin %q, want %q", cp.Origin, want)
-		}
-		if cp.Size > h.Size {
-			return fmt.Errorf("the store holds %d records but the signed checkpoint covers %d: records were removed", h.Size, cp.Size)
-		}
-		if cp.Size > 0 {
-			root, err := tlog.TreeHash(cp.Size, merkle.Reader(ctx, in.store, h.Log))
-			if err != nil {
-				return fmt.Errorf("tree hash at size %d: %w", cp.Size, err)
-			}
-			if root != cp.Hash {
-				return fmt.Errorf("the stored tree of size %d has root %v but the signed checkpoint says %v: stored hashes were changed", cp.Size, root, cp.Hash)
-			}
-		}
-		from = cp.Size
-	}
-	if from == h.Size {
-		return nil
-	}
-	// Re-derive every record after the checkpoint from its bytes.
-	tree := merkle.NewTree(from, merkle.Reader(ctx, in.store, h.Log))
-	next := from
-	err := in.store.Scan(ctx, h.Log, from, h.Size, func(e *trail.Entry) error {
-		if e.Seq != next {
-			return fmt.Errorf("seq %d is missing", next)
-		}
-		if len(e.Hashes) == 0 || tlog.RecordHash(e.Bytes) != e.Hashes[0] {
-			return fmt.Errorf("seq %d: record bytes do not hash to the stored leaf hash", e.Seq)
-		}
-		stored := e.Hashes
-		re := &trail.Entry{Record: e.Record, Hashes: []tlog.Hash{stored[0]}}
-		if err := tree.Append([]*trail.Entry{re}); err != nil {
-			return err
-		}
-		tree.Commit()
-		if !equalHashes(re.Hashes, stored) {
-			return fmt.Errorf("seq %d: stored tree hashes do not match the records", e.Seq)
-		}
-		next++
-		return nil
+// storeContext bounds one store call of the writer.
+func (in *Ingester) storeContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), in.cfg.StoreTimeout)
+}
+
+// hashReader reads the stored hashes of log for the writer's tree, each
+// read bounded like every other store call of the writer.
+func (in *Ingester) hashReader(log string) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		ctx, cancel := in.storeContext()
+		defer cancel()
+		return in.store.ReadHashes(ctx, log, indexes)
 	})
-	if err != nil {
-		return err
-	}
-	if next != h.Size {
-		return fmt.Errorf("seq %d is missing", next)
-	}
-	return nil
-}
-
-func equalHashes(a, b []tlog.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (in *Ingester) refuse(err error) {
 	in.cfg.Logger.Error("trail: writes refused", "reason", err.Error())
 	in.refused.Store(&err)
 }
-
-func (in *Ingester) origin(log string) string { return in.cfg.Origin + "/" + log }
 
 // Submit implements trail.Ingester.
 func (in *Ingester) Submit(ctx context.Context, events []*trail.Event) (*trail.Result, error) {
@@ -332,22 +274,7 @@ func (in *Ingester) Verifier() string { return in.cfg.Verifier }
 
 // Checkpoint returns the latest signed checkpoint note of log.
 func (in *Ingester) Checkpoint(ctx context.Context, log string) ([]byte, error) {
-	if in.cfg.Signer == nil {
-		return nil, trail.Errorf(trail.ENOTFOUND, "checkpoint signing is off on this server")
-	}
-	if log == "" || log == in.Head().Log {
-		if p := in.latest.Load(); p != nil {
-			return *p, nil
-		}
-		if log == "" {
-			log = in.Head().Log
-		}
-	}
-	b, err := in.store.Checkpoint(ctx, log, -1)
-	if errors.Is(err, trail.ErrNotFound) {
-		return nil, trail.Errorf(trail.ENOTFOUND, "log %q has no signed checkpoint yet", log)
-	}
-	return b, err
+	return in.sign.latestNote(ctx, log)
 }
 
 // Close stops taking requests, commits everything queued, writes a final
@@ -364,15 +291,5 @@ func (in *Ingester) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("ingest: close: %w", ctx.Err())
 	}
-	select {
-	case <-in.cpDone:
-	case <-ctx.Done():
-		return fmt.Errorf("ingest: close: final checkpoint: %w", ctx.Err())
-	}
-	select {
-	case <-in.idleDone:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("ingest: close: %w", ctx.Err())
-	}
+	return in.sign.wait(ctx)
 }

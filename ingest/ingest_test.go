@@ -14,7 +14,9 @@ import (
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/ingest"
+	"github.com/trail-audit/trail/internal/testmongo"
 	"github.com/trail-audit/trail/merkle"
+	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -25,22 +27,34 @@ import (
 type countingStore struct {
 	trail.Store
 	appends atomic.Int64
-	hold    chan struct{} // if not nil, Append waits for a receive
-	// down makes Append fail as an unreachable store would. This is the one
-	// injected fault: a real outage of the embedded store cannot be made
-	// here (e2e.TestMongoOutage kills a real MongoDB server instead).
+	hold    chan struct{} // if not nil, Append waits for a receive or ctx
+	// down makes Append and AddCheckpoint fail as an unreachable store
+	// would. This is the one injected fault: a real outage of the embedded
+	// store cannot be made here (e2e.TestMongoOutage kills a real MongoDB
+	// server instead).
 	down atomic.Bool
 }
 
 func (s *countingStore) Append(ctx context.Context, entries []*trail.Entry) error {
 	s.appends.Add(1)
 	if s.hold != nil {
-		<-s.hold
+		select {
+		case <-s.hold:
+		case <-ctx.Done():
+			return fmt.Errorf("test: append: %w", ctx.Err())
+		}
 	}
 	if s.down.Load() {
 		return fmt.Errorf("test: store down: %w", trail.ErrUnavailable)
 	}
 	return s.Store.Append(ctx, entries)
+}
+
+func (s *countingStore) AddCheckpoint(ctx context.Context, log string, size int64, note []byte) error {
+	if s.down.Load() {
+		return fmt.Errorf("test: store down: %w", trail.ErrUnavailable)
+	}
+	return s.Store.AddCheckpoint(ctx, log, size, note)
 }
 
 type env struct {
@@ -50,12 +64,20 @@ type env struct {
 	vkey  string
 }
 
-func mustOpen(tb testing.TB, dir string, cfg ingest.Config) *env {
+// mustOpen opens an ingester of log main over a SQLite store in dir. opts
+// change cfg after the signer is set, just before New.
+func mustOpen(tb testing.TB, dir string, cfg ingest.Config, opts ...func(*ingest.Config)) *env {
 	tb.Helper()
 	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return mustStart(tb, dir, st, cfg, opts...)
+}
+
+// mustStart starts an ingester over st, signing with the key kept in dir.
+func mustStart(tb testing.TB, dir string, st trail.Store, cfg ingest.Config, opts ...func(*ingest.Config)) *env {
+	tb.Helper()
 	signer, vkey, err := merkle.LoadOrCreateKey(filepath.Join(dir, "trail.key"), "trail.test")
 	if err != nil {
 		tb.Fatal(err)
@@ -64,6 +86,9 @@ func mustOpen(tb testing.TB, dir string, cfg ingest.Config) *env {
 	cfg.Signer, cfg.Verifier, cfg.Origin = signer, vkey, "trail.test"
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 10 * time.Millisecond
+	}
+	for _, opt := range opts {
+		opt(&cfg)
 	}
 	ing, err := ingest.New(context.Background(), cs, cfg)
 	if err != nil {
@@ -197,6 +222,65 @@ func TestIdempotency(t *testing.T) {
 	}
 }
 
+// TestRacingWriterReplans has another replica store ids between this
+// writer's lookup and its append, on one MongoDB database (a SQLite file
+// has one writer). The store refuses the append, and the writer's plan,
+// run again, decides: the same content is a replay of the other replica's
+// record, other content a conflict.
+func TestRacingWriterReplans(t *testing.T) {
+	dir, uri := t.TempDir(), testmongo.DatabaseURI(t)
+	ctx := context.Background()
+	replica := func() *env {
+		st, err := mongo.Open(ctx, mongo.Config{URI: uri})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mustStart(t, dir, st, ingest.Config{})
+	}
+	other, e := replica(), replica()
+	e.store.hold = make(chan struct{})
+	type answer struct {
+		res *trail.Result
+		err error
+	}
+	answers := make(chan answer, 2)
+	go func() {
+		res, err := e.ing.Submit(ctx, []*trail.Event{event(t, "race-1", 1)})
+		answers <- answer{res, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.store.appends.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // until the lookup is done and the append held
+	}
+	theirs, err := other.ing.Submit(ctx, []*trail.Event{event(t, "race-1", 1), event(t, "race-2", 2)})
+	if err != nil {
+		close(e.store.hold)
+		t.Fatal(err)
+	}
+	go func() {
+		res, err := e.ing.Submit(ctx, []*trail.Event{event(t, "race-2", 3)})
+		answers <- answer{res, err}
+	}()
+	close(e.store.hold)
+	for range 2 {
+		a := <-answers
+		switch {
+		case a.err == nil:
+			if a.res.Created || a.res.Receipts[0] != theirs.Receipts[0] {
+				t.Errorf("replay: got %+v, want the other writer's receipt %+v and Created false", a.res, theirs.Receipts[0])
+			}
+		case trail.ErrorCode(a.err) != trail.ECONFLICT || !strings.Contains(a.err.Error(), "race-2"):
+			t.Errorf("conflict: got %v, want ECONFLICT naming race-2", a.err)
+		}
+	}
+	if got := e.ing.Head().Size; got != 0 {
+		t.Fatalf("head size: got %d, want 0 (nothing stored)", got)
+	}
+	if got := e.store.appends.Load(); got != 1 {
+		t.Fatalf("appends: got %d, want 1: the one the store refused; the new plan appends nothing", got)
+	}
+}
+
 func TestQueueFull(t *testing.T) {
 	e := mustOpen(t, t.TempDir(), ingest.Config{QueueEvents: 4})
 	e.store.hold = make(chan struct{})
@@ -260,6 +344,59 @@ func TestOutageFailsFast(t *testing.T) {
 			t.Fatalf("after the store came back: got %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStoreTimeout checks that a store call that hangs is cut off after
+// StoreTimeout and answered as an outage.
+func TestStoreTimeout(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{StoreTimeout: 100 * time.Millisecond})
+	e.store.hold = make(chan struct{})
+	defer close(e.store.hold)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := e.ing.Submit(ctx, []*trail.Event{event(t, "t-1", 1)})
+	if trail.ErrorCode(err) != trail.EUNAVAILABLE {
+		t.Fatalf("submit to a hung store: got %v, want EUNAVAILABLE", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("submit to a hung store took %v, want about the 100ms store timeout", d)
+	}
+}
+
+// TestCloseDoesNotWaitOutAnOutage checks that a final checkpoint the store
+// refuses is not retried after Close began: Close returns at once, and the
+// stored checkpoint stays the last one that was stored.
+func TestCloseDoesNotWaitOutAnOutage(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{CheckpointInterval: time.Hour})
+	ctx := context.Background()
+	for i := range 2 { // the first is signed at once, the second waits an hour
+		if _, err := e.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for _, err := e.ing.Checkpoint(ctx, ""); err != nil; _, err = e.ing.Checkpoint(ctx, "") {
+			if time.Now().After(deadline) {
+				t.Fatalf("first checkpoint: %v", err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	e.store.down.Store(true)
+	start := time.Now()
+	if err := e.ing.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("close took %v, want no retries of the final checkpoint (they took 2s)", d)
+	}
+	note, err := e.store.Checkpoint(ctx, "main", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := trail.ParseNote(note); err != nil || cp.Size != 1 {
+		t.Fatalf("stored checkpoint: got %+v %v, want size 1", cp, err)
 	}
 }
 
@@ -338,13 +475,12 @@ func TestStartupIntegrity(t *testing.T) {
 			e.close(t) // signs a checkpoint at size 3
 			if !tt.signed {
 				// Append 3 more without a checkpoint: a crash before signing.
-				e2 := mustOpen(t, dir, ingest.Config{CheckpointInterval: time.Hour})
+				e2 := mustOpen(t, dir, ingest.Config{CheckpointInterval: time.Hour}, ingest.NoSignOnClose)
 				for i := 3; i < n; i++ {
 					if _, err := e2.ing.Submit(ctx, []*trail.Event{event(t, "", i)}); err != nil {
 						t.Fatal(err)
 					}
 				}
-				e2.ing.SetNoSignOnClose()
 				e2.close(t)
 			}
 			db, err := sql.Open("sqlite", filepath.Join(dir, "trail.db"))
@@ -389,10 +525,11 @@ func BenchmarkIngest(b *testing.B) {
 		for _, tree := range []bool{true, false} {
 			name := fmt.Sprintf("batch=%d/merkle=%v", batch, tree)
 			b.Run(name, func(b *testing.B) {
-				e := mustOpen(b, b.TempDir(), ingest.Config{})
+				var opts []func(*ingest.Config)
 				if !tree {
-					e.ing.SetNoTree()
+					opts = append(opts, ingest.WithoutTree)
 				}
+				e := mustOpen(b, b.TempDir(), ingest.Config{}, opts...)
 				events := make([]*trail.Event, batch)
 				for i := range events {
 					events[i] = event(b, "", i)

@@ -7,20 +7,37 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
-	"github.com/trail-audit/trail/merkle"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
+// A writer holds what the writer goroutine alone touches: the log it
+// appends to, that log's tree, and a request carried to the next commit.
+type writer struct {
+	log   string
+	tree  hasher
+	carry *request // overflowed the last commit; leads the next
+}
+
+// A hasher gives appended entries their stored hashes and knows the
+// committed tree's root. Servers use *merkle.Tree; a benchmark may give
+// New one that does not hash (Config.newTree).
+type hasher interface {
+	Size() int64
+	Append(entries []*trail.Entry) error // fills in Hashes; pending until Commit
+	Commit()
+	Rollback()
+	Root() (tlog.Hash, error)
+}
 
 // run is the writer: it commits groups of queued requests until Close, then
 // drains the queue and hands a final checkpoint to the checkpointer.
 func (in *Ingester) run() {
 	defer close(in.done)
-	defer close(in.cpCh)
 	tick := time.NewTicker(in.cfg.CheckpointInterval)
 	defer tick.Stop()
 	for {
-		if req := in.carry; req != nil {
-			in.carry = nil
+		if req := in.w.carry; req != nil {
+			in.w.carry = nil
 			in.commit(in.gather(req))
 			continue
 		}
@@ -28,26 +45,37 @@ func (in *Ingester) run() {
 		case req := <-in.queue:
 			in.commit(in.gather(req))
 		case <-tick.C:
-			in.maybeSign(false)
+			in.signCommitted(false)
 		case <-in.stop:
-			for drained := false; !drained; {
-				select {
-				case req := <-in.queue:
-					in.commit(in.gather(req))
-				default:
-					if req := in.carry; req != nil {
-						in.carry = nil
-						in.commit(in.gather(req))
-					} else {
-						drained = true
-					}
-				}
-			}
-			if !in.noFinalSign {
-				in.maybeSign(true)
-			}
+			in.drain()
+			in.sign.finish(in.w.log, in.w.tree, in.refused.Load() == nil)
 			return
 		}
+	}
+}
+
+// drain commits every request still queued or carried.
+func (in *Ingester) drain() {
+	for {
+		select {
+		case req := <-in.queue:
+			in.commit(in.gather(req))
+		default:
+			req := in.w.carry
+			if req == nil {
+				return
+			}
+			in.w.carry = nil
+			in.commit(in.gather(req))
+		}
+	}
+}
+
+// signCommitted has the signer sign the committed tree, unless writes are
+// refused: then the log is in doubt and no checkpoint may vouch for it.
+func (in *Ingester) signCommitted(final bool) {
+	if in.refused.Load() == nil {
+		in.sign.maybeSign(in.w.log, in.w.tree, final)
 	}
 }
 
@@ -78,7 +106,7 @@ func (in *Ingester) gather(first *request) []*request {
 			}
 		}
 		if n+len(req.preps) > in.cfg.MaxBatch {
-			in.carry = req
+			in.w.carry = req
 			return group
 		}
 		group = append(group, req)
@@ -101,8 +129,8 @@ func (in *Ingester) commit(group []*request) {
 	if err == nil {
 		return
 	}
-	if code := trail.ErrorCode(err); code != trail.EUNAVAILABLE && code != trail.ECONFLICT {
-		in.cfg.Logger.Error("trail: commit failed", "log", in.log, "events", events, "err", err)
+	if trail.ErrorCode(err) != trail.EUNAVAILABLE {
+		in.cfg.Logger.Error("trail: commit failed", "log", in.w.log, "events", events, "err", err)
 		err = trail.Errorf(trail.EUNAVAILABLE, "the commit failed and nothing was stored; retry with the same ids")
 	}
 	for _, r := range group {
@@ -110,210 +138,130 @@ func (in *Ingester) commit(group []*request) {
 	}
 }
 
-// commitRetrying runs tryCommit, again if a racing writer stored one of
-// the group's ids since the lookup. A store found unreachable starts an
-// outage hold.
+// replans is how many times a group is planned when the store keeps
+// refusing ids that the lookup did not find.
+const replans = 3
+
+// commitRetrying runs commitOnce, again if the store refused an id that a
+// racing writer stored since the lookup: the new lookup finds it, and the
+// plan, not the store, decides whether it is a replay or a conflict. A
+// store found unreachable starts an outage hold.
 func (in *Ingester) commitRetrying(group []*request) error {
 	for attempt := 1; ; attempt++ {
 		if p := in.refused.Load(); p != nil {
 			return trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
 		}
-		err := in.tryCommit(group)
-		switch code := trail.ErrorCode(err); {
-		case code == trail.ECONFLICT && attempt < 3:
+		err := in.commitOnce(group)
+		switch {
+		case duplicate(err) && attempt < replans:
 			continue
-		case code == trail.EUNAVAILABLE && in.refused.Load() == nil:
+		case duplicate(err):
+			in.cfg.Logger.Warn("trail: ids keep being stored by another writer", "log", in.w.log, "err", err)
+			return trail.Errorf(trail.EUNAVAILABLE, "ids of this batch were being stored by another writer at the same time and nothing was stored; retry with the same ids")
+		case trail.ErrorCode(err) == trail.EUNAVAILABLE && in.refused.Load() == nil:
 			in.downUntil.Store(in.cfg.Now().Add(outageHold).UnixNano())
 		}
 		return err
 	}
 }
 
-// tryCommit resolves idempotency for the group, appends its new events in
-// one durable write and answers every request. On error it answers none.
-func (in *Ingester) tryCommit(group []*request) error {
-	ctx := context.Background()
-	var ids []string
-	for _, r := range group {
-		for _, p := range r.preps {
-			if p.ClientID {
-				ids = append(ids, p.ID)
-			}
-		}
-	}
-	var stored map[string]*trail.Entry
-	if len(ids) > 0 {
-		var err error
-		if stored, err = in.store.Lookup(ctx, ids); err != nil {
-			return unavailable("look up ids", err)
-		}
-	}
+// duplicate reports whether the store refused an append for an id it
+// holds or that the batch repeats.
+func duplicate(err error) bool { return errors.Is(err, trail.ErrDuplicateID) }
 
-	// Plan each request: reuse stored or earlier entries, or make new ones.
-	type plan struct {
-		refs    []*trail.Entry // the entry behind each event's receipt
-		created bool
-		err     error
-	}
-	plans := make([]plan, len(group))
-	var entries []*trail.Entry
-	inGroup := make(map[string]*trail.Entry)
-	base := in.tree.Size()
+// commitOnce plans the group against what the store holds, appends its
+// new entries in one durable write and answers every request. On error it
+// answers none.
+func (in *Ingester) commitOnce(group []*request) error {
+	preps := make([][]*trail.Prepared, len(group))
 	for i, r := range group {
-		pl := &plans[i]
-		pl.refs = make([]*trail.Entry, len(r.preps))
-		var mine []*trail.Entry
-		for j, p := range r.preps {
-			if p.ClientID {
-				prev := stored[p.ID]
-				if prev == nil {
-					prev = inGroup[p.ID]
-				}
-				if prev != nil {
-					if prev.Digest != p.Digest {
-						pl.err = trail.Errorf(trail.ECONFLICT, "id %q is already stored with other content (log %s, seq %d); ids are forever, choose a new one", p.ID, prev.Log, prev.Seq)
-						break
-					}
-					pl.refs[j] = prev
-					continue
-				}
-			}
-			e := p.Entry(in.log, base+int64(len(entries)+len(mine)))
-			mine = append(mine, e)
-			pl.refs[j] = e
-		}
-		if pl.err != nil {
-			continue
-		}
-		for _, e := range mine {
-			inGroup[e.ID] = e
-		}
-		pl.created = len(mine) > 0
-		entries = append(entries, mine...)
+		preps[i] = r.preps
 	}
-
-	if len(entries) > 0 {
-		if in.noTree {
-			for _, e := range entries { // the right count of hashes, not computed
-				e.Hashes = append(e.Hashes, make([]tlog.Hash, tlog.StoredHashCount(e.Seq+1)-tlog.StoredHashCount(e.Seq)-1)...)
-			}
-		} else if err := in.tree.Append(entries); err != nil {
-			in.tree.Rollback()
-			return fmt.Errorf("ingest: %w", err)
-		}
-		if err := in.store.Append(ctx, entries); err != nil {
-			in.tree.Rollback()
-			return in.appendFailed(ctx, err)
-		}
-		if in.noTree {
-			in.tree = merkle.NewTree(in.tree.Size()+int64(len(entries)), nil)
-		} else {
-			in.tree.Commit()
-		}
-		in.head.Store(&trail.Head{Log: in.log, Size: in.tree.Size()})
+	stored, err := in.lookup(clientIDs(preps))
+	if err != nil {
+		return err
+	}
+	entries, outs := plan(preps, stored, in.w.tree.Size(), in.w.log)
+	if err := in.appendEntries(entries); err != nil {
+		return err
 	}
 	for i, r := range group {
-		pl := &plans[i]
-		if pl.err != nil {
-			r.resp <- response{err: pl.err}
-			continue
-		}
-		res := &trail.Result{Receipts: make([]trail.Receipt, len(pl.refs)), Created: pl.created}
-		for j, e := range pl.refs {
-			res.Receipts[j] = e.Receipt()
-		}
-		r.resp <- response{res: res}
+		r.resp <- outs[i].result()
 	}
-	in.maybeSign(false)
+	in.signCommitted(false)
+	return nil
+}
+
+// lookup returns the stored entries with the ids.
+func (in *Ingester) lookup(ids []string) (map[string]*trail.Entry, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := in.storeContext()
+	defer cancel()
+	stored, err := in.store.Lookup(ctx, ids)
+	if err != nil {
+		return nil, unavailable("look up ids", err)
+	}
+	return stored, nil
+}
+
+// appendEntries gives entries their tree hashes and stores them in one
+// durable write; then the tree and the head include them.
+func (in *Ingester) appendEntries(entries []*trail.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	t := in.w.tree
+	if err := t.Append(entries); err != nil {
+		t.Rollback()
+		return fmt.Errorf("ingest: %w", err)
+	}
+	ctx, cancel := in.storeContext()
+	err := in.store.Append(ctx, entries)
+	cancel()
+	if err != nil {
+		t.Rollback()
+		return in.appendFailed(err)
+	}
+	t.Commit()
+	in.head.Store(&trail.Head{Log: in.w.log, Size: t.Size()})
 	return nil
 }
 
 // appendFailed handles a failed store append. The outcome of a failed write
 // may be unknown (a lost reply), so the head is reloaded from the store.
-func (in *Ingester) appendFailed(ctx context.Context, err error) error {
-	if trail.ErrorCode(err) == trail.ECONFLICT {
-		return err
+func (in *Ingester) appendFailed(err error) error {
+	if duplicate(err) {
+		return err // nothing was stored, and the log is as it was
 	}
-	prev := in.log
+	prev := in.w.log
+	ctx, cancel := in.storeContext()
+	defer cancel()
 	if lerr := in.load(ctx); lerr != nil {
 		in.cfg.Logger.Error("trail: reload after a failed append", "err", lerr)
 		return unavailable("append", err)
 	}
 	if errors.Is(err, trail.ErrFenced) {
-		if in.log == prev {
+		if in.w.log == prev {
 			// This process is the log's only writer: someone else wrote to it.
 			in.refuse(fmt.Errorf("a seq of log %q that this server was about to write is already taken: another process wrote to the log's store; writes are refused until an operator investigates (run `trail verify`)", prev))
 		} else {
-			in.cfg.Logger.Warn("trail: log taken over by another writer; now writing a new log", "old", prev, "new", in.log)
+			in.cfg.Logger.Warn("trail: log taken over by another writer; now writing a new log", "old", prev, "new", in.w.log)
 		}
 		return trail.Errorf(trail.EUNAVAILABLE, "log %q was taken over by another writer and nothing was stored; retry with the same ids", prev)
 	}
 	return unavailable("append", err)
 }
 
+// unavailable wraps the error of a store call. A call that outlived
+// StoreTimeout counts as an outage, as the stores count their own timeouts.
 func unavailable(op string, err error) error {
 	if trail.ErrorCode(err) == trail.EUNAVAILABLE {
 		return err
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("ingest: %s: no answer within the store timeout: %w (%w)", op, trail.ErrUnavailable, err)
+	}
 	return fmt.Errorf("ingest: %s: %w", op, err)
-}
-
-// maybeSign signs a checkpoint of the committed tree if it grew and the
-// interval has passed (or final is set), and hands it to the checkpointer.
-func (in *Ingester) maybeSign(final bool) {
-	if in.cfg.Signer == nil || in.noTree || in.refused.Load() != nil {
-		return
-	}
-	size := in.tree.Size()
-	if size == 0 || size == in.signedAt {
-		return
-	}
-	now := in.cfg.Now()
-	if !final && now.Sub(in.lastSign) < in.cfg.CheckpointInterval {
-		return
-	}
-	root, err := in.tree.Root()
-	if err != nil {
-		in.cfg.Logger.Error("trail: tree root", "log", in.log, "size", size, "err", err)
-		return
-	}
-	note, err := merkle.Sign(in.cfg.Signer, trail.Checkpoint{Origin: in.origin(in.log), Size: size, Hash: root})
-	if err != nil {
-		in.cfg.Logger.Error("trail: sign checkpoint", "err", err)
-		return
-	}
-	in.signedAt, in.lastSign = size, now
-	cp := checkpoint{log: in.log, size: size, note: note}
-	select {
-	case in.cpCh <- cp:
-	default: // replace the one not yet stored: the newer covers it
-		select {
-		case <-in.cpCh:
-		default:
-		}
-		in.cpCh <- cp
-	}
-}
-
-// checkpointer stores signed checkpoints off the writer's path and
-// publishes each once it is stored.
-func (in *Ingester) checkpointer() {
-	defer close(in.cpDone)
-	for cp := range in.cpCh {
-		for attempt := 1; ; attempt++ {
-			err := in.store.AddCheckpoint(context.Background(), cp.log, cp.size, cp.note)
-			if err == nil {
-				if cp.log == in.Head().Log {
-					note := cp.note
-					in.latest.Store(&note)
-				}
-				break
-			}
-			in.cfg.Logger.Warn("trail: store checkpoint", "log", cp.log, "size", cp.size, "attempt", attempt, "err", err)
-			if attempt == 5 || len(in.cpCh) > 0 {
-				break
-			}
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-		}
-	}
 }

@@ -9,12 +9,17 @@ import (
 )
 
 // An Audit rebuilds a log's Merkle tree from the record bytes alone, in seq
-// order, so that it can be compared with a signed checkpoint. It trusts
-// nothing the store computed. It keeps every stored hash in memory (about
-// 64 bytes a record) so that it can also give the root of any prefix.
+// order, so that it can be compared with a signed checkpoint. An audit
+// from NewAudit trusts nothing the store computed and keeps every stored
+// hash in memory (about 64 bytes a record), so that it can also give the
+// root of any prefix and prove consistency. One from ResumeAudit checks
+// only the records after a prefix already checked against a checkpoint,
+// in constant memory.
 type Audit struct {
 	Log    string
-	hashes []tlog.Hash
+	hashes []tlog.Hash // every stored hash (NewAudit)
+	tree   *Tree       // or the frontier over the trusted prefix (ResumeAudit)
+	last   []tlog.Hash // the stored hashes the latest Add created
 	size   int64
 }
 
@@ -28,6 +33,16 @@ func (e *AuditError) Error() string { return fmt.Sprintf("seq %d: %s", e.Seq, e.
 
 // NewAudit starts an audit of log.
 func NewAudit(log string) *Audit { return &Audit{Log: log} }
+
+// ResumeAudit starts an audit of log after its first size records, whose
+// stored hashes r reads. Those are trusted: the caller checks them against
+// a signed checkpoint first (Root(size) gives the root they make). The
+// audit keeps only the hashes that the next record needs, so Root of a
+// size between the first and Size reads r and is only as good as the
+// caller's comparison of each record's hashes (Created) with r's.
+func ResumeAudit(log string, size int64, r tlog.HashReader) *Audit {
+	return &Audit{Log: log, tree: NewTree(size, r), size: size}
+}
 
 // Size returns how many records were added.
 func (a *Audit) Size() int64 { return a.size }
@@ -51,17 +66,36 @@ func (a *Audit) Add(b []byte) error {
 	case *r.Seq > a.size:
 		return &AuditError{a.size, fmt.Sprintf("record is missing (the next record, %q, is seq %d): records were deleted or moved", r.ID, *r.Seq)}
 	}
-	hs, err := tlog.StoredHashes(a.size, b, a)
-	if err != nil {
-		return err
+	if a.tree != nil {
+		e := &trail.Entry{Hashes: []tlog.Hash{tlog.RecordHash(b)}}
+		e.Seq = a.size
+		if err := a.tree.Append([]*trail.Entry{e}); err != nil {
+			return err
+		}
+		a.tree.Commit()
+		a.last = e.Hashes
+	} else {
+		hs, err := tlog.StoredHashes(a.size, b, a)
+		if err != nil {
+			return err
+		}
+		a.hashes = append(a.hashes, hs...)
+		a.last = hs
 	}
-	a.hashes = append(a.hashes, hs...)
 	a.size++
 	return nil
 }
 
+// Created returns the stored hashes that the latest Add created, in
+// tlog's stored order: the leaf hash first. A store that holds the same
+// record holds these hashes beside it.
+func (a *Audit) Created() []tlog.Hash { return a.last }
+
 // ReadHashes implements tlog.HashReader over the rebuilt tree.
 func (a *Audit) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	if a.tree != nil {
+		return a.tree.ReadHashes(indexes)
+	}
 	out := make([]tlog.Hash, len(indexes))
 	for i, x := range indexes {
 		if x < 0 || x >= int64(len(a.hashes)) {
@@ -80,7 +114,8 @@ func (a *Audit) Root(size int64) (tlog.Hash, error) {
 	return tlog.TreeHash(size, a)
 }
 
-// LeafHash returns the leaf hash of the record at seq.
+// LeafHash returns the leaf hash of the record at seq, which must have
+// been added to an audit from NewAudit.
 func (a *Audit) LeafHash(seq int64) tlog.Hash {
 	return a.hashes[tlog.StoredHashIndex(0, seq)]
 }

@@ -3,6 +3,7 @@ package merkle_test
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,50 @@ func TestAudit(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestResumeAudit checks that an audit resumed over a trusted prefix makes
+// the same hashes and root as one that read every record, and that an
+// edited record after the prefix makes other hashes.
+func TestResumeAudit(t *testing.T) {
+	recs := records(t, "main", 40)
+	full := merkle.NewAudit("main")
+	var created [][]tlog.Hash
+	for _, b := range recs {
+		if err := full.Add(b); err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, full.Created())
+	}
+	for _, from := range []int64{0, 1, 7, 16, 39} {
+		a := merkle.ResumeAudit("main", from, full)
+		want, _ := full.Root(from)
+		if got, err := a.Root(from); err != nil || got != want {
+			t.Fatalf("from %d: prefix root: got %v %v, want %v", from, got, err, want)
+		}
+		for seq := from; seq < 40; seq++ {
+			if err := a.Add(recs[seq]); err != nil {
+				t.Fatal(err)
+			}
+			if got := a.Created(); !slices.Equal(got, created[seq]) {
+				t.Fatalf("from %d: seq %d made hashes %v, want %v", from, seq, got, created[seq])
+			}
+		}
+		want, _ = full.Root(40)
+		if got, err := a.Root(40); err != nil || got != want {
+			t.Fatalf("from %d: root: got %v %v, want %v", from, got, err, want)
+		}
+	}
+	a := merkle.ResumeAudit("main", 10, full)
+	if err := a.Add(recs[11]); err == nil || !strings.Contains(err.Error(), "seq 10: record is missing") {
+		t.Fatalf("gap after the prefix: got %v, want seq 10 missing", err)
+	}
+	edited := bytes.Replace(recs[10], []byte(`"u`), []byte(`"x`), 1)
+	if err := a.Add(edited); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Created(); got[0] == created[10][0] {
+		t.Fatalf("edited seq 10: got leaf hash %v, want one other than the stored %v", got[0], created[10][0])
 	}
 }

@@ -108,7 +108,7 @@ func (b *batch) sameAs(entries []*trail.Entry) bool {
 //  1. reserve: the log document records the batch as pending, on condition
 //     that this store owns the log and its committed size is the first seq;
 //  2. claim: the ids are inserted into ids, so that no other batch can
-//     store them; a taken id ends the batch with ECONFLICT;
+//     store them; a taken id ends the batch with ErrDuplicateID;
 //  3. insert: the records are inserted, unordered; a taken "<log>/<seq>"
 //     means another writer appended: ErrFenced;
 //  4. commit: the log document's committed size moves past the batch, on
@@ -174,8 +174,7 @@ func (s *Store) check(entries []*trail.Entry) error {
 			return fmt.Errorf("entry %d (%s) has no bytes or hashes", i, e.ID)
 		}
 		if seen[e.ID] {
-			return &trail.Error{Code: trail.ECONFLICT, Message: fmt.Sprintf("id %q appears twice in the batch", e.ID),
-				Items: []trail.ItemError{{Index: i, Reason: "id appears earlier in the batch"}}}
+			return fmt.Errorf("entry %d: id %q appears twice in the batch: %w", i, e.ID, trail.ErrDuplicateID)
 		}
 		seen[e.ID] = true
 	}

@@ -10,16 +10,12 @@ import (
 	driver "go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// claimIDs is step 2. An id claimed by a committed record is a conflict
-// (ECONFLICT naming it); one claimed by a batch in flight elsewhere makes
+// claimIDs is step 2. An id claimed by a committed record ends the batch
+// (ErrDuplicateID naming it, which the ingester resolves); one claimed by a batch in flight elsewhere makes
 // the batch wait (ErrUnavailable); a stale claim, left by a batch that was
 // abandoned, is removed and claimed again.
 func (s *Store) claimIDs(ctx context.Context, b *batch) error {
 	docs := b.idDocs()
-	index := map[string]int{}
-	for i, e := range b.entries {
-		index[e.ID] = i
-	}
 	for round := 0; round < 3 && len(docs) > 0; round++ {
 		dups, err := s.insertMany(ctx, s.ids, docs)
 		if err != nil {
@@ -29,7 +25,7 @@ func (s *Store) claimIDs(ctx context.Context, b *batch) error {
 			return nil
 		}
 		var retry []any
-		var conflict trail.Error
+		var taken []string
 		var busy string
 		for _, i := range dups {
 			d := docs[i].(idDoc)
@@ -43,8 +39,7 @@ func (s *Store) claimIDs(ctx context.Context, b *batch) error {
 			case old.Tok == b.tok:
 				// Ours, from an earlier try of this batch.
 			case state == claimLive:
-				conflict.Items = append(conflict.Items, trail.ItemError{
-					Index: index[d.ID], Reason: fmt.Sprintf("id %q is already stored", d.ID)})
+				taken = append(taken, d.ID)
 			case state == claimInFlight:
 				busy = d.ID
 			case state == claimStale:
@@ -54,13 +49,12 @@ func (s *Store) claimIDs(ctx context.Context, b *batch) error {
 				retry = append(retry, d)
 			}
 		}
-		if len(conflict.Items) > 0 {
-			conflict.Code = trail.ECONFLICT
-			conflict.Message = conflict.Items[0].Reason
-			if len(conflict.Items) > 1 {
-				conflict.Message = fmt.Sprintf("%s (and %d more)", conflict.Message, len(conflict.Items)-1)
+		if len(taken) > 0 {
+			more := ""
+			if len(taken) > 1 {
+				more = fmt.Sprintf(" (and %d more)", len(taken)-1)
 			}
-			return &conflict
+			return fmt.Errorf("claim ids: id %q is already stored%s: %w", taken[0], more, trail.ErrDuplicateID)
 		}
 		if busy != "" {
 			// Not ErrUnavailable's wrapping via s.wrap: this is no outage,

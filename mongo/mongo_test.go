@@ -387,8 +387,8 @@ func TestCrashSettledByLiveReplica(t *testing.T) {
 			if tt.complete {
 				// c completed a's batch: the retry's ids are stored, which
 				// the ingest layer answers with the original receipts.
-				if code := trail.ErrorCode(err); code != trail.ECONFLICT {
-					t.Fatalf("retry after a's lease expired: got %v, want ECONFLICT (the ids are stored)", err)
+				if !errors.Is(err, trail.ErrDuplicateID) {
+					t.Fatalf("retry after a's lease expired: got %v, want ErrDuplicateID (the ids are stored)", err)
 				}
 				m, err := c.Lookup(ctx, ids(crashed.entries))
 				if err != nil || len(m) != 3 {

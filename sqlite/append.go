@@ -189,7 +189,9 @@ func nullable(v string) any {
 
 // appendError explains why a transaction of entries failed, after its
 // rollback: a taken seq (ErrFenced), an id that is stored or repeated
-// (ECONFLICT), a locked file (ErrUnavailable), or err itself.
+// (ErrDuplicateID, naming it), a locked file (ErrUnavailable), or err
+// itself. A duplicate is only reported: replay or conflict is the
+// ingester's decision.
 func (s *Store) appendError(ctx context.Context, entries []*trail.Entry, err error) error {
 	first := entries[0].Seq
 	var taken *takenError
@@ -210,7 +212,7 @@ func (s *Store) appendError(ctx context.Context, entries []*trail.Entry, err err
 		for i, e := range entries {
 			ids[i] = e.ID
 			if seen[e.ID] {
-				return trail.Errorf(trail.ECONFLICT, "id %q appears twice in the batch; nothing was stored", e.ID)
+				return fmt.Errorf("sqlite: append at seq %d: id %q appears twice in the batch; nothing was stored: %w", first, e.ID, trail.ErrDuplicateID)
 			}
 			seen[e.ID] = true
 		}
@@ -220,7 +222,7 @@ func (s *Store) appendError(ctx context.Context, entries []*trail.Entry, err err
 		}
 		for _, e := range entries {
 			if p := stored[e.ID]; p != nil {
-				return trail.Errorf(trail.ECONFLICT, "id %q is already stored (log %s, seq %d); nothing was stored", e.ID, p.Log, p.Seq)
+				return fmt.Errorf("sqlite: append at seq %d: id %q is already stored (log %s, seq %d); nothing was stored: %w", first, e.ID, p.Log, p.Seq, trail.ErrDuplicateID)
 			}
 		}
 	case sqlite3lib.SQLITE_BUSY, sqlite3lib.SQLITE_BUSY_SNAPSHOT, sqlite3lib.SQLITE_BUSY_TIMEOUT, sqlite3lib.SQLITE_LOCKED:

@@ -205,9 +205,8 @@ func TestConflictNamesID(t *testing.T) {
 	ev := storetest.Events(2)
 	ev[1].ID = stored[2].ID
 	err := s.Append(t.Context(), b.Clone().Entries(t, ev...))
-	var te *trail.Error
-	if !errors.As(err, &te) || te.Code != trail.ECONFLICT || !strings.Contains(te.Message, stored[2].ID) {
-		t.Fatalf("got %v, want an *Error %s naming id %s", err, trail.ECONFLICT, stored[2].ID)
+	if !errors.Is(err, trail.ErrDuplicateID) || !strings.Contains(err.Error(), stored[2].ID) {
+		t.Fatalf("got %v, want trail.ErrDuplicateID naming id %s", err, stored[2].ID)
 	}
 }
 

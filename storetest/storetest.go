@@ -165,8 +165,8 @@ func testConflict(t *testing.T, s trail.Store, b *Builder) {
 		Event(t, `{"id":"new-2","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`),
 	)
 	err := s.Append(ctx, refused)
-	if code := trail.ErrorCode(err); code != trail.ECONFLICT {
-		t.Fatalf("Append with a stored id: got %v (code %q), want an *Error with code %q", err, code, trail.ECONFLICT)
+	if !errors.Is(err, trail.ErrDuplicateID) || !strings.Contains(err.Error(), stored[1].ID) {
+		t.Fatalf("Append with a stored id: got %v, want trail.ErrDuplicateID naming %s", err, stored[1].ID)
 	}
 	wantNothingOf(t, s, refused, 3)
 
@@ -176,8 +176,8 @@ func testConflict(t *testing.T, s trail.Store, b *Builder) {
 		Event(t, `{"id":"twice","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`),
 		Event(t, `{"id":"twice","action":"a.c","actor":{"id":"u"},"source":{"service":"s"}}`),
 	)
-	if err := s.Append(ctx, twice); err == nil {
-		t.Fatal("Append of a batch with a repeated id: got nil, want an error")
+	if err := s.Append(ctx, twice); !errors.Is(err, trail.ErrDuplicateID) || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("Append of a batch with a repeated id: got %v, want trail.ErrDuplicateID naming twice", err)
 	}
 	wantNothingOf(t, s, twice, 3)
 
