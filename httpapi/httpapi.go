@@ -199,7 +199,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.error(sw, r, err)
 		return
 	}
-	s.mux.ServeHTTP(sw, r)
+	s.dispatch(sw, r)
 }
 
 // statusWriter remembers the status and size of a response for the log and
