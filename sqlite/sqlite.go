@@ -154,7 +154,10 @@ func Open(cfg Config) (*Store, error) {
 	if err := trail.ValidateID(cfg.Log); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: log name %q: %s", cfg.Path, cfg.Log, trail.ErrorMessage(err))
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	if err := createPrivate(cfg.Path); err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 

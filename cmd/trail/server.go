@@ -200,6 +200,9 @@ func openStore(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (trai
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("serve: create data directory: %w; choose another with --data (TRAIL_DATA)", err)
 	}
+	if err := checkDataDir(cfg.data); err != nil {
+		return nil, nil, err
+	}
 	unlock, err := lockDir(cfg.data)
 	if err != nil {
 		return nil, nil, err
