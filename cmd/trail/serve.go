@@ -21,6 +21,7 @@ type serveConfig struct {
 	addr               string
 	data               string
 	store              string
+	storeFile          string // holds the store URI, instead of --store
 	log                string
 	logSet             bool // --log given: with MongoDB, the log name prefix
 	origin             string
@@ -55,6 +56,7 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "`address` to listen on (host:port; port 0 picks a free one)")
 	fs.StringVar(&cfg.data, "data", "./data", "`directory` for the embedded store and the signing key (created 0700)")
 	fs.StringVar(&cfg.store, "store", "embedded", "`store`: \"embedded\" (SQLite in --data) or a MongoDB URI, mongodb://host/db")
+	fs.StringVar(&cfg.storeFile, "store-file", "", "`file` holding the MongoDB URI, instead of --store, so that its password is not on the command line")
 	fs.StringVar(&cfg.log, "log", "main", "`name` of the log the embedded store appends to; with MongoDB, if set, the prefix of the logs' names (there \"log\": log-1, log-2, ...)")
 	fs.StringVar(&cfg.origin, "origin", "trail.local", "checkpoint origin prefix and signing key `name` (origin is PREFIX/LOG)")
 	fs.StringVar(&cfg.keyFile, "key-file", "", "checkpoint signing key `file`, created (0600) on first start; replicas share one (default <data>/trail.key)")
@@ -103,6 +105,9 @@ func (cfg *serveConfig) validate() error {
 		}
 	}
 	if err := nonNegative("commit-max-wait", cfg.commitMaxWait); err != nil {
+		return err
+	}
+	if err := cfg.readStoreFile(); err != nil {
 		return err
 	}
 	if cfg.store != "embedded" && !isMongoURI(cfg.store) {

@@ -220,7 +220,8 @@ func openStore(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (trai
 }
 
 // serveDebug serves net/http/pprof on addr, on a listener of its own so
-// that profiles are never reachable through the API's address.
+// that profiles are never reachable through the API's address. It leaves
+// out /debug/pprof/cmdline, which would show a --store URI's password.
 func serveDebug(addr string, logger *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -228,12 +229,14 @@ func serveDebug(addr string, logger *slog.Logger) (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	logger.Info("trail: debug server", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	if !loopback(ln.Addr()) {
+		logger.Warn("trail: --debug-addr is reachable from other hosts: profiles show memory contents and stacks; bind it to 127.0.0.1", "addr", ln.Addr().String())
+	}
 	return srv, nil
 }
