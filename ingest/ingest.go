@@ -114,6 +114,11 @@ type Ingester struct {
 	// check, or a log lost to another writer). It holds an error.
 	refused atomic.Pointer[error]
 
+	// failed, when set, is why the last commit attempt stored nothing
+	// (a full disk, a store down); a commit that succeeds, or a ping of
+	// the store by Ready, clears it.
+	failed atomic.Pointer[error]
+
 	head atomic.Pointer[trail.Head] // committed head, for readers
 	w    writer                     // owned by the writer goroutine
 	sign *signer
@@ -259,9 +264,17 @@ func (in *Ingester) Ready(ctx context.Context) error {
 		return trail.Errorf(trail.EUNAVAILABLE, "writes are refused: %v", *p)
 	}
 	in.mu.RLock()
-	defer in.mu.RUnlock()
-	if in.closed {
+	closed := in.closed
+	in.mu.RUnlock()
+	if closed {
 		return trail.Errorf(trail.EUNAVAILABLE, "the server is shutting down")
+	}
+	if p := in.failed.Load(); p != nil {
+		// Without traffic no commit would clear it: ask the store.
+		if err := in.store.Ping(ctx); err != nil {
+			return fmt.Errorf("%w: %w", trail.Errorf(trail.EUNAVAILABLE, "the last commit failed and the store still does not take writes"), err)
+		}
+		in.failed.CompareAndSwap(p, nil)
 	}
 	return nil
 }

@@ -127,8 +127,11 @@ func (in *Ingester) commit(group []*request) {
 		err = in.commitRetrying(group)
 	}
 	if err == nil {
+		in.failed.Store(nil)
 		return
 	}
+	failed := err
+	in.failed.Store(&failed)
 	if trail.ErrorCode(err) != trail.EUNAVAILABLE {
 		in.cfg.Logger.Error("trail: commit failed", "log", in.w.log, "events", events, "err", err)
 		err = trail.Errorf(trail.EUNAVAILABLE, "the commit failed and nothing was stored; retry with the same ids")

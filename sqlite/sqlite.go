@@ -278,8 +278,9 @@ func (s *Store) DB() *sql.DB { return s.rdb }
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Ping checks that the file can be read and that the write lock can be
-// taken.
+// Ping checks that the file can be read and written: it rewrites the
+// header's user_version, unchanged, in a synced commit. Taking the write
+// lock alone succeeds on a full disk, where every append fails.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: ping: %w: %v", trail.ErrUnavailable, err)
@@ -289,11 +290,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	if s.closed {
 		return fmt.Errorf("sqlite: ping: %w", errClosed)
 	}
-	if _, err := s.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	var v int64
+	if err := s.wc.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("sqlite: ping: %w: %v", trail.ErrUnavailable, err)
 	}
-	if _, err := s.wc.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
+	if _, err := s.wc.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+		return fmt.Errorf("sqlite: ping: write: %w: %v", trail.ErrUnavailable, err)
 	}
 	return nil
 }
