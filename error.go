@@ -31,6 +31,21 @@ type ItemError struct {
 	Reason string `json:"reason"`
 }
 
+// Problem is an error answer on the wire: an RFC 9457 problem details
+// object with the members trail adds (code, request_id, errors). The HTTP
+// API writes it and the client reads it; it is defined once, here, so the
+// two cannot drift.
+type Problem struct {
+	Type      string      `json:"type"`
+	Title     string      `json:"title"`
+	Status    int         `json:"status"`
+	Detail    string      `json:"detail"`
+	Instance  string      `json:"instance"`
+	Code      string      `json:"code"`
+	RequestID string      `json:"request_id"`
+	Errors    []ItemError `json:"errors,omitempty"`
+}
+
 func (e *Error) Error() string {
 	return fmt.Sprintf("trail: %s: %s", e.Code, e.Message)
 }

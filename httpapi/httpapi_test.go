@@ -117,28 +117,25 @@ func (r *response) wantStatus(tb testing.TB, status int) {
 	}
 }
 
-// problemBody mirrors the problem+json the API sends.
-type problemBody struct {
-	Type      string            `json:"type"`
-	Title     string            `json:"title"`
-	Status    int               `json:"status"`
-	Detail    string            `json:"detail"`
-	Instance  string            `json:"instance"`
-	Code      string            `json:"code"`
-	RequestID string            `json:"request_id"`
-	Errors    []trail.ItemError `json:"errors"`
-}
-
 // problem checks that r is a problem+json answer of the status and returns it.
-func (r *response) problem(tb testing.TB, status int) problemBody {
+func (r *response) problem(tb testing.TB, status int) trail.Problem {
 	tb.Helper()
 	r.wantStatus(tb, status)
 	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
 		tb.Fatalf("Content-Type: got %q, want application/problem+json", ct)
 	}
-	var p problemBody
+	var p trail.Problem
+	var members map[string]json.RawMessage
 	if err := json.Unmarshal(r.body, &p); err != nil {
 		tb.Fatalf("problem body %s: %v", r.body, err)
+	}
+	// trail.Problem is shared with the client, so the names on the wire are
+	// checked here, once, against RFC 9457 and docs/API.md.
+	_ = json.Unmarshal(r.body, &members)
+	for _, k := range []string{"type", "title", "status", "detail", "instance", "code", "request_id"} {
+		if _, ok := members[k]; !ok {
+			tb.Fatalf("problem body %s: got no member %q, want every member", r.body, k)
+		}
 	}
 	if p.Status != status || p.Title == "" || p.Detail == "" || p.Instance == "" || !strings.HasPrefix(p.Type, "https://trail.dev/problems/") {
 		tb.Fatalf("problem: got %+v, want status %d and every member set", p, status)
@@ -1025,17 +1022,6 @@ func openNote(tb testing.TB, vkey string, msg []byte) trail.Checkpoint {
 	return cp
 }
 
-// proofBody mirrors GET /logs/{id}/proof.
-type proofBody struct {
-	ID         string           `json:"id"`
-	Log        string           `json:"log"`
-	Seq        int64            `json:"seq"`
-	Size       int64            `json:"size"`
-	LeafHash   tlog.Hash        `json:"leaf_hash"`
-	Proof      tlog.RecordProof `json:"proof"`
-	Checkpoint string           `json:"checkpoint"`
-}
-
 // TestProofs checks checkpoints and proofs as an outside client would: only
 // HTTP answers and the verifier key.
 func TestProofs(t *testing.T) {
@@ -1087,7 +1073,7 @@ func TestProofs(t *testing.T) {
 			t.Helper()
 			r := ts.do(t, "GET", "/logs/"+id+"/proof"+query, "")
 			r.wantStatus(t, http.StatusOK)
-			var p proofBody
+			var p trail.RecordProof
 			if err := json.Unmarshal(r.body, &p); err != nil {
 				t.Fatalf("proof %s: %v", r.body, err)
 			}
