@@ -700,15 +700,7 @@ func TestList(t *testing.T) {
 		}
 
 		t.Run("page shape", func(t *testing.T) {
-			r := ts.do(t, "GET", "/logs?order=asc&limit=2&tenant=acme", "")
-			r.wantStatus(t, http.StatusOK)
-			var page struct {
-				Events []json.RawMessage `json:"events"`
-				Next   *string           `json:"next"`
-			}
-			if err := json.Unmarshal(r.body, &page); err != nil {
-				t.Fatal(err)
-			}
+			page, r := getPage[json.RawMessage](t, ts, "/logs?order=asc&limit=2&tenant=acme")
 			ids := want(func(e *seedEvent) bool { return e.Tenant == "acme" }, false)
 			for i, raw := range page.Events {
 				e, err := ts.Store.Get(context.Background(), ids[i])
@@ -751,12 +743,7 @@ func TestList(t *testing.T) {
 				if tt.limit != "" {
 					q += "?limit=" + tt.limit
 				}
-				var page struct{ Events []json.RawMessage }
-				r := ts.do(t, "GET", q, "")
-				r.wantStatus(t, http.StatusOK)
-				if err := json.Unmarshal(r.body, &page); err != nil {
-					t.Fatal(err)
-				}
+				page, _ := getPage[json.RawMessage](t, ts, q)
 				if len(page.Events) != tt.n {
 					t.Fatalf("%s: got %d events, want %d", q, len(page.Events), tt.n)
 				}
@@ -787,6 +774,24 @@ func TestList(t *testing.T) {
 	})
 }
 
+// listPage is one page of GET /logs, its events decoded as E.
+type listPage[E any] struct {
+	Events []E     `json:"events"`
+	Next   *string `json:"next"`
+}
+
+// getPage GETs path, wants 200, and returns the page and the answer.
+func getPage[E any](tb testing.TB, ts *testServer, path string) (listPage[E], *response) {
+	tb.Helper()
+	r := ts.do(tb, "GET", path, "")
+	r.wantStatus(tb, http.StatusOK)
+	var page listPage[E]
+	if err := json.Unmarshal(r.body, &page); err != nil {
+		tb.Fatal(err)
+	}
+	return page, r
+}
+
 // listAll pages through path by the Link header and returns the ids seen.
 // If each is set, it is called with every record.
 func listAll(tb testing.TB, ts *testServer, path string, each func(trail.Record)) []string {
@@ -796,15 +801,7 @@ func listAll(tb testing.TB, ts *testServer, path string, each func(trail.Record)
 		if pages > 10000 {
 			tb.Fatal("paging does not end")
 		}
-		r := ts.do(tb, "GET", path, "")
-		r.wantStatus(tb, http.StatusOK)
-		var page struct {
-			Events []trail.Record `json:"events"`
-			Next   *string        `json:"next"`
-		}
-		if err := json.Unmarshal(r.body, &page); err != nil {
-			tb.Fatal(err)
-		}
+		page, r := getPage[trail.Record](tb, ts, path)
 		for _, rec := range page.Events {
 			ids = append(ids, rec.ID)
 			if each != nil {
@@ -1241,26 +1238,17 @@ func TestExport(t *testing.T) {
 	}
 	cp := openNote(t, ts.Verifier, []byte(h.Checkpoint))
 	// An auditor's check: rebuild the tree from the exported bytes alone.
-	var hashes []tlog.Hash
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = hashes[x]
-		}
-		return out, nil
-	})
+	audit := merkle.NewAudit(ts.Log)
 	for i, rec := range records {
 		e, err := ts.Store.Get(context.Background(), mustRecord(t, rec).ID)
 		if err != nil || e.Seq != int64(i) || !bytes.Equal(e.Bytes, rec) {
 			t.Fatalf("line %d: got %s, want the stored bytes of seq %d (%v)", i, rec, i, err)
 		}
-		sh, err := tlog.StoredHashes(int64(i), rec, reader)
-		if err != nil {
+		if err := audit.Add(rec); err != nil {
 			t.Fatal(err)
 		}
-		hashes = append(hashes, sh...)
 	}
-	root, err := tlog.TreeHash(int64(len(records)), reader)
+	root, err := audit.Root(int64(len(records)))
 	if err != nil || root != cp.Hash || cp.Size != 10 {
 		t.Fatalf("root of the export: got %v (%v), want the checkpoint's %v of size %d", root, err, cp.Hash, cp.Size)
 	}
