@@ -132,9 +132,12 @@ func startProc(tb testing.TB, name, dir, bin string, args ...string) *proc {
 // Pid returns the process id.
 func (p *proc) Pid() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
+func (p *proc) exited() bool { return closed(p.done) }
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
 	select {
-	case <-p.done:
+	case <-ch:
 		return true
 	default:
 		return false
@@ -183,19 +186,11 @@ type trailProc struct {
 func startTrail(tb testing.TB, name, dir string, args ...string) *trailProc {
 	tb.Helper()
 	p := startProc(tb, name, dir, testserver.TrailBinary(tb), args...)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if rest, ok := p.stdout.Find("listening on "); ok {
-			return &trailProc{proc: p, URL: rest, Addr: strings.TrimPrefix(rest, "http://")}
-		}
-		if p.exited() {
-			tb.Fatalf("%s exited before listening (%v); its log:\n%s", name, p.err, p.logTail(40))
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s did not listen within 60s; its log:\n%s", name, p.logTail(40))
-		}
-		time.Sleep(20 * time.Millisecond)
+	u, err := p.stdout.Await("listening on ", p.done, 60*time.Second)
+	if err != nil {
+		tb.Fatalf("%s %v (exit: %v); its log:\n%s", name, err, p.err, p.logTail(40))
 	}
+	return &trailProc{proc: p, URL: u, Addr: strings.TrimPrefix(u, "http://")}
 }
 
 // serveArgs are the flags of a trail replica on MongoDB at uri.

@@ -43,23 +43,11 @@ func MustStartServe(tb testing.TB, data string, args ...string) *Process {
 	p.cmd.Env = testserver.ChildEnv()
 	p.cmd.Stderr = p.stderr
 	dieWithParent(p.cmd)
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	stdout := &testserver.Buffer{}
+	p.cmd.Stdout = stdout
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				urls <- u
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)
@@ -71,13 +59,11 @@ func MustStartServe(tb testing.TB, data string, args ...string) *Process {
 			tb.Logf("trail serve stderr:\n%s", p.stderr.String())
 		}
 	})
-	select {
-	case p.URL = <-urls:
-	case <-p.done:
-		tb.Fatalf("trail serve exited before listening: %v\n%s", p.err, p.stderr.String())
-	case <-time.After(60 * time.Second):
-		tb.Fatalf("trail serve did not print its address\n%s", p.stderr.String())
+	u, err := stdout.Await("listening on ", p.done, 60*time.Second)
+	if err != nil {
+		tb.Fatalf("trail serve %v (exit: %v)\n%s", err, p.err, p.stderr.String())
 	}
+	p.URL = u
 	if !strings.HasPrefix(p.URL, "http://127.0.0.1:") {
 		tb.Fatalf("got address line %q, want http://127.0.0.1:PORT", p.URL)
 	}

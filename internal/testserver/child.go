@@ -2,13 +2,16 @@ package testserver
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // binDir holds the programs the tests build; Main makes and removes it.
@@ -102,6 +105,27 @@ func (b *Buffer) Find(prefix string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// Await waits until a line that starts with prefix is written, and
+// returns the rest of it, as Find. It gives up when exited is closed (the
+// writing process ended) or after limit.
+func (b *Buffer) Await(prefix string, exited <-chan struct{}, limit time.Duration) (string, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		if rest, ok := b.Find(prefix); ok {
+			return rest, nil
+		}
+		select {
+		case <-exited:
+			return "", errors.New("exited before printing " + strconv.Quote(prefix))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("did not print %q within %v", prefix, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // ChildEnv returns the test's environment without TRAIL_* variables, which
