@@ -70,27 +70,37 @@ type response struct {
 // do sends a request; header pairs are name, value, name, value...
 func (ts *testServer) do(tb testing.TB, method, path, body string, header ...string) *response {
 	tb.Helper()
+	r, err := ts.send(method, path, body, header...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// send is do for a goroutine other than the test's, where tb.Fatal must
+// not run: it returns the error.
+func (ts *testServer) send(method, path, body string, header ...string) (*response, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, ts.URL+path, r)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := ts.Client().Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, path, err)
+		return nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: b}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // post sends a JSON body to /logs.
@@ -851,17 +861,13 @@ func TestListPagingWhileWriting(t *testing.T) {
 				default:
 				}
 				body := fmt.Sprintf(`{"id":"live-%d-%d","tenant":"p","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`, w, i)
-				req, _ := http.NewRequest("POST", ts.URL+"/logs", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := ts.Client().Do(req)
+				r, err := ts.send("POST", "/logs", body, "Content-Type", "application/json")
 				if err != nil {
 					t.Errorf("concurrent POST: %v", err)
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated {
-					t.Errorf("concurrent POST: got %d, want 201", resp.StatusCode)
+				if r.status != http.StatusCreated {
+					t.Errorf("concurrent POST: got %d, want 201", r.status)
 					return
 				}
 				written.Add(1)
@@ -1452,17 +1458,13 @@ func BenchmarkPostBatch(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req, _ := http.NewRequest("POST", ts.URL+"/logs", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := ts.Client().Do(req)
+			r, err := ts.send("POST", "/logs", body, "Content-Type", "application/json")
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				b.Errorf("got %d, want 201", resp.StatusCode)
+			if r.status != http.StatusCreated {
+				b.Errorf("got %d, want 201", r.status)
 				return
 			}
 		}
