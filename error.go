@@ -31,6 +31,21 @@ type ItemError struct {
 	Reason string `json:"reason"`
 }
 
+// Problem is an error answer on the wire: an RFC 9457 problem details
+// object with the members trail adds (code, request_id, errors). The HTTP
+// API writes it and the client reads it; it is defined once, here, so the
+// two cannot drift.
+type Problem struct {
+	Type      string      `json:"type"`
+	Title     string      `json:"title"`
+	Status    int         `json:"status"`
+	Detail    string      `json:"detail"`
+	Instance  string      `json:"instance"`
+	Code      string      `json:"code"`
+	RequestID string      `json:"request_id"`
+	Errors    []ItemError `json:"errors,omitempty"`
+}
+
 func (e *Error) Error() string {
 	return fmt.Sprintf("trail: %s: %s", e.Code, e.Message)
 }
@@ -43,25 +58,28 @@ func Errorf(code, format string, args ...any) *Error {
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
 // for any other error, and "" for nil.
 func ErrorCode(err error) string {
-	var e *Error
-	if err == nil {
-		return ""
-	} else if errors.As(err, &e) {
-		return e.Code
-	}
-	return EINTERNAL
+	code, _ := codeMessage(err)
+	return code
 }
 
 // ErrorMessage returns the client-safe message of err: the message of an
 // *Error, and "internal error" for anything else.
 func ErrorMessage(err error) string {
+	_, msg := codeMessage(err)
+	return msg
+}
+
+// codeMessage returns what ErrorCode and ErrorMessage return, so that an
+// error that is not an *Error is internal for both.
+func codeMessage(err error) (code, message string) {
 	var e *Error
-	if err == nil {
-		return ""
-	} else if errors.As(err, &e) {
-		return e.Message
+	switch {
+	case err == nil:
+		return "", ""
+	case errors.As(err, &e):
+		return e.Code, e.Message
 	}
-	return "internal error"
+	return EINTERNAL, "internal error"
 }
 
 // Sentinels that adapters return and callers act on.

@@ -123,44 +123,34 @@ func ParseEvent(b []byte, lim Limits) (*Event, error) {
 	return e, nil
 }
 
+// pick returns the field an event gives, either v or its legacy twin as
+// from maps it, and refuses both.
+func pick[T any](name string, v *T, legacyName string, legacy *string, from func(string) T) (T, error) {
+	var zero T
+	switch {
+	case v != nil && legacy != nil:
+		return zero, Errorf(EINVALID, "fields %q and %q both given; send one", name, legacyName)
+	case v != nil:
+		return *v, nil
+	case legacy != nil:
+		return from(*legacy), nil
+	}
+	return zero, nil
+}
+
 // event validates w, maps the legacy fields, and normalizes.
 func (w *wireEvent) event() (*Event, error) {
 	var e Event
-	pick := func(name string, v *string, legacyName string, legacy *string) (string, error) {
-		if v != nil && legacy != nil {
-			return "", Errorf(EINVALID, "fields %q and %q both given; send one", name, legacyName)
-		}
-		if v != nil {
-			return *v, nil
-		} else if legacy != nil {
-			return *legacy, nil
-		}
-		return "", nil
-	}
 	var err error
 
 	// Legacy mapping.
-	if w.Actor != nil && w.UserID != nil {
-		return nil, Errorf(EINVALID, "fields \"actor\" and \"user_id\" both given; send one")
+	if e.Actor, err = pick("actor", w.Actor, "user_id", w.UserID, func(id string) Actor { return Actor{ID: id} }); err != nil {
+		return nil, err
 	}
-	if w.Actor != nil {
-		e.Actor = *w.Actor
-	} else if w.UserID != nil {
-		e.Actor.ID = *w.UserID
+	if e.Source, err = pick("source", w.Source, "src_service", w.SrcService, func(s string) Source { return Source{Service: s} }); err != nil {
+		return nil, err
 	}
-	if w.Source != nil && w.SrcService != nil {
-		return nil, Errorf(EINVALID, "fields \"source\" and \"src_service\" both given; send one")
-	}
-	if w.Source != nil {
-		e.Source = *w.Source
-	} else if w.SrcService != nil {
-		e.Source.Service = *w.SrcService
-	}
-	if w.EventType != nil {
-		lower := strings.ToLower(*w.EventType)
-		w.EventType = &lower
-	}
-	if e.Action, err = pick("action", w.Action, "event_type", w.EventType); err != nil {
+	if e.Action, err = pick("action", w.Action, "event_type", w.EventType, strings.ToLower); err != nil {
 		return nil, err
 	}
 	if e.Time, err = w.time(); err != nil {

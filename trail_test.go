@@ -35,18 +35,23 @@ func TestParseEvent(t *testing.T) {
 		{"invalid utf8", "{\"action\":\"a\xff\",\"actor\":{\"id\":\"u\"},\"source\":{\"service\":\"s\"}}", "UTF-8"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := trail.ParseEvent([]byte(tt.in), trail.DefaultLimits)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("got error %v, want none", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(trail.ErrorMessage(err), tt.want) {
-				t.Fatalf("got error %v, want one containing %q", err, tt.want)
-			}
+			checkParseEvent(t, tt.in, tt.want)
 		})
 	}
+}
+
+// checkParseEvent checks ParseEvent on in: it must succeed if want is "",
+// and otherwise fail with a message containing want. It returns the error.
+func checkParseEvent(t *testing.T, in, want string) error {
+	t.Helper()
+	_, err := trail.ParseEvent([]byte(in), trail.DefaultLimits)
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("got error %v, want none", err)
+	case want != "" && (err == nil || !strings.Contains(trail.ErrorMessage(err), want)):
+		t.Fatalf("got error %v, want one containing %q", err, want)
+	}
+	return err
 }
 
 func TestLegacyMapping(t *testing.T) {
@@ -221,14 +226,8 @@ func TestParseEventHostile(t *testing.T) {
 		{"trailing data", ev(``) + ` {}`, `after the event object`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := trail.ParseEvent([]byte(tt.in), trail.DefaultLimits)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("got error %v, want none", err)
-				}
-				return
-			}
-			if trail.ErrorCode(err) != trail.EINVALID || !strings.Contains(trail.ErrorMessage(err), tt.want) {
+			err := checkParseEvent(t, tt.in, tt.want)
+			if tt.want != "" && trail.ErrorCode(err) != trail.EINVALID {
 				t.Fatalf("got error %v, want an invalid one containing %q", err, tt.want)
 			}
 		})

@@ -215,25 +215,13 @@ func (e *Error) Is(target error) bool {
 	return errors.As(target, &t) && t.Code == e.Code()
 }
 
-// problem is the wire form of an RFC 9457 problem document, with the
-// extension members trail's API adds.
-type problem struct {
-	Type      string            `json:"type"`
-	Title     string            `json:"title"`
-	Status    int               `json:"status"`
-	Detail    string            `json:"detail"`
-	Code      string            `json:"code"`
-	RequestID string            `json:"request_id"`
-	Errors    []trail.ItemError `json:"errors"`
-}
-
 // errorFrom reads a non-2xx answer into an *Error and closes its body.
 func errorFrom(resp *http.Response) error {
 	defer resp.Body.Close()
 	e := &Error{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header, time.Now())}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	var p problem
+	var p trail.Problem
 	if (mt == "application/problem+json" || mt == "application/json") && json.Unmarshal(b, &p) == nil {
 		e.Type, e.Title, e.Detail, e.Items = p.Type, p.Title, p.Detail, p.Errors
 		e.ProblemCode, e.RequestID = p.Code, p.RequestID

@@ -44,6 +44,22 @@ func MustOpenServerKey(tb testing.TB, keyFile string, wrap func(http.Handler) ht
 	})
 }
 
+// newClient returns a client of a server of its own (MustOpenServer).
+func newClient(tb testing.TB) *client.Client {
+	tb.Helper()
+	return client.New(MustOpenServer(tb, nil).URL)
+}
+
+// mustPush pushes the events with c and fails tb on an error.
+func mustPush(tb testing.TB, c *client.Client, events ...*trail.Event) *trail.Result {
+	tb.Helper()
+	res, err := c.Push(context.Background(), events...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res
+}
+
 // fast makes retries quick for tests.
 var fast = client.WithBackoff(time.Millisecond, 5*time.Millisecond)
 
@@ -57,15 +73,11 @@ func newEvent(action string) *trail.Event {
 }
 
 func TestPushGet(t *testing.T) {
-	s := MustOpenServer(t, nil)
-	c := client.New(s.URL)
+	c := newClient(t)
 	ctx := context.Background()
 
 	e := newEvent("account.created")
-	res, err := c.Push(ctx, e)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := mustPush(t, c, e)
 	if !res.Created || len(res.Receipts) != 1 {
 		t.Fatalf("got %+v, want one created receipt", res)
 	}
@@ -94,26 +106,19 @@ func TestPushGet(t *testing.T) {
 }
 
 func TestPushIdempotent(t *testing.T) {
-	s := MustOpenServer(t, nil)
-	c := client.New(s.URL)
+	c := newClient(t)
 	ctx := context.Background()
 
 	e := newEvent("account.suspended")
-	first, err := c.Push(ctx, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := c.Push(ctx, e)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustPush(t, c, e)
+	again := mustPush(t, c, e)
 	if again.Created || again.Receipts[0] != first.Receipts[0] {
 		t.Fatalf("replay: got %+v, want the original receipt %+v and Created false", again, first)
 	}
 
 	other := newEvent("account.deleted")
 	other.ID = e.ID
-	_, err = c.Push(ctx, other)
+	_, err := c.Push(ctx, other)
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Status != http.StatusConflict {
 		t.Fatalf("conflict: got %v, want a 409 *client.Error", err)
@@ -127,16 +132,12 @@ func TestPushIdempotent(t *testing.T) {
 }
 
 func TestPushBatch(t *testing.T) {
-	s := MustOpenServer(t, nil)
-	c := client.New(s.URL)
+	c := newClient(t)
 	ctx := context.Background()
 
 	events := []*trail.Event{newEvent("a.one"), newEvent("a.two"), newEvent("a.three")}
 	events[1].ID = "my-own-id"
-	res, err := c.Push(ctx, events...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := mustPush(t, c, events...)
 	for i, r := range res.Receipts {
 		if r.Seq != int64(i) || r.ID != events[i].ID {
 			t.Fatalf("receipt %d: got %+v, want seq %d id %s", i, r, i, events[i].ID)
@@ -149,7 +150,7 @@ func TestPushBatch(t *testing.T) {
 		json.RawMessage(`{"id":"raw-2","action":"b.two","actor":{"id":"u"},"source":{"service":"s"}}`),
 		json.RawMessage(` {"action":"b.three","actor":{"id":"u"},"source":{"service":"s"}} `),
 	}
-	res, err = c.PushRaw(ctx, raws...)
+	res, err := c.PushRaw(ctx, raws...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,8 +173,7 @@ func TestPushBatch(t *testing.T) {
 }
 
 func TestPushInvalid(t *testing.T) {
-	s := MustOpenServer(t, nil)
-	c := client.New(s.URL)
+	c := newClient(t)
 	ctx := context.Background()
 
 	bad := newEvent("Not An Action")
@@ -202,8 +202,7 @@ func TestPushInvalid(t *testing.T) {
 }
 
 func TestGetNotFound(t *testing.T) {
-	s := MustOpenServer(t, nil)
-	c := client.New(s.URL)
+	c := newClient(t)
 	_, _, err := c.Get(context.Background(), "no-such-id")
 	if !errors.Is(err, trail.ErrNotFound) {
 		t.Fatalf("got %v, want trail.ErrNotFound", err)
@@ -214,8 +213,7 @@ func TestGetNotFound(t *testing.T) {
 }
 
 func TestListAndStream(t *testing.T) {
-	s := MustOpenServer(t, nil)
-	c := client.New(s.URL)
+	c := newClient(t)
 	ctx := context.Background()
 
 	base := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
@@ -319,10 +317,7 @@ func TestProofs(t *testing.T) {
 	}
 	var ids []string
 	for range 5 {
-		res, err := c.Push(ctx, newEvent("proof.event"), newEvent("proof.event"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := mustPush(t, c, newEvent("proof.event"), newEvent("proof.event"))
 		ids = append(ids, res.Receipts[0].ID, res.Receipts[1].ID)
 	}
 	old, _ := testserver.WaitCheckpoint(t, s.URL, vkey, 10)
@@ -384,8 +379,7 @@ func TestProofs(t *testing.T) {
 }
 
 func TestReadyHealth(t *testing.T) {
-	s := MustOpenServer(t, nil)
-	c := client.New(s.URL)
+	c := newClient(t)
 	if err := c.Health(context.Background()); err != nil {
 		t.Fatal(err)
 	}

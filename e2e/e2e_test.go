@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,63 +10,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/trail-audit/trail/deploy"
 	"github.com/trail-audit/trail/internal/testmongo"
+	"github.com/trail-audit/trail/internal/testserver"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// binDir holds the binaries the tests build, once per run.
-var binDir string
+func TestMain(m *testing.M) { testserver.Main(m) }
 
-// TestMain makes the directory for the binaries the tests build, and
-// removes it after the run.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "trail-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-var (
-	trailOnce sync.Once
-	trailBin  string
-	trailErr  error
-)
-
-// trailBinary returns the trail binary, built from this tree on first use,
-// so that a run whose tests all skip builds nothing.
-func trailBinary(tb testing.TB) string {
-	tb.Helper()
-	trailOnce.Do(func() {
-		trailBin = filepath.Join(binDir, "trail")
-		out, err := exec.Command("go", "build", "-o", trailBin, "github.com/trail-audit/trail/cmd/trail").CombinedOutput()
-		if err != nil {
-			trailErr = fmt.Errorf("go build ./cmd/trail: %v\n%s", err, out)
-		}
-	})
-	if trailErr != nil {
-		tb.Fatal(trailErr)
-	}
-	return trailBin
-}
-
-var (
-	ferretOnce sync.Once
-	ferretBin  string
-	ferretErr  error
-)
+var ferretProgram = testserver.Program{Name: "ferretdb", Dir: filepath.Join("..", "tools", "ferretdb"), Pkg: ".",
+	// The flags of scripts/test.sh, so that its build cache serves.
+	Flags: []string{"-mod=readonly", "-trimpath", "-buildvcs=false"}}
 
 // ferretBinary returns the FerretDB wrapper: $TRAIL_TEST_FERRETDB_BIN, or,
 // outside CI, one built from tools/ferretdb (minutes when cold).
@@ -79,19 +38,11 @@ func ferretBinary(tb testing.TB) string {
 	if ci() {
 		tb.Fatal("TRAIL_TEST_FERRETDB_BIN is not set, and CI=true: the MongoDB outage test must run in CI (scripts/test.sh sets it)")
 	}
-	ferretOnce.Do(func() {
-		ferretBin = filepath.Join(binDir, "ferretdb")
-		// The flags of scripts/test.sh, so that its build cache serves.
-		cmd := exec.Command("go", "build", "-mod=readonly", "-trimpath", "-buildvcs=false", "-o", ferretBin, ".")
-		cmd.Dir = filepath.Join("..", "tools", "ferretdb")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			ferretErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if ferretErr != nil {
-		tb.Skipf("TRAIL_TEST_FERRETDB_BIN is not set and building tools/ferretdb failed: %v", ferretErr)
+	bin, err := ferretProgram.Build()
+	if err != nil {
+		tb.Skipf("TRAIL_TEST_FERRETDB_BIN is not set and building tools/ferretdb failed: %v", err)
 	}
-	return ferretBin
+	return bin
 }
 
 func ci() bool { return os.Getenv("CI") == "true" }
@@ -137,56 +88,15 @@ func MustConnect(tb testing.TB, uri string) *mongo.Database {
 	return cl.Database(strings.TrimPrefix(u.Path, "/"))
 }
 
-// lineBuf is an io.Writer that keeps what is written, for waiting on a
-// line of a child's output.
-type lineBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *lineBuf) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(b)
-}
-
-func (w *lineBuf) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
-// find returns the rest of the first line that starts with prefix.
-func (w *lineBuf) find(prefix string) (string, bool) {
-	for _, line := range strings.Split(w.String(), "\n") {
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			return strings.TrimSpace(rest), true
-		}
-	}
-	return "", false
-}
-
 // A proc is a child process of the test. The test's cleanup stops it by
 // its PID, and prints the end of its log if the test failed.
 type proc struct {
 	name    string
 	cmd     *exec.Cmd
-	stdout  *lineBuf
+	stdout  *testserver.Buffer
 	logPath string // stderr
 	done    chan struct{}
 	err     error // from Wait, once done is closed
-}
-
-// childEnv is the test's environment without TRAIL_* variables, which
-// would set the children's flags.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TRAIL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // startProc starts bin with args; its stderr goes to dir/name.log.
@@ -198,9 +108,9 @@ func startProc(tb testing.TB, name, dir, bin string, args ...string) *proc {
 		tb.Fatal(err)
 	}
 	defer logf.Close()
-	p := &proc{name: name, stdout: &lineBuf{}, logPath: logPath, done: make(chan struct{})}
+	p := &proc{name: name, stdout: &testserver.Buffer{}, logPath: logPath, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = childEnv()
+	p.cmd.Env = testserver.ChildEnv()
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = logf
 	if err := p.cmd.Start(); err != nil {
@@ -222,9 +132,12 @@ func startProc(tb testing.TB, name, dir, bin string, args ...string) *proc {
 // Pid returns the process id.
 func (p *proc) Pid() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
+func (p *proc) exited() bool { return closed(p.done) }
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
 	select {
-	case <-p.done:
+	case <-ch:
 		return true
 	default:
 		return false
@@ -272,20 +185,12 @@ type trailProc struct {
 // until it listens.
 func startTrail(tb testing.TB, name, dir string, args ...string) *trailProc {
 	tb.Helper()
-	p := startProc(tb, name, dir, trailBinary(tb), args...)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if rest, ok := p.stdout.find("listening on "); ok {
-			return &trailProc{proc: p, URL: rest, Addr: strings.TrimPrefix(rest, "http://")}
-		}
-		if p.exited() {
-			tb.Fatalf("%s exited before listening (%v); its log:\n%s", name, p.err, p.logTail(40))
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s did not listen within 60s; its log:\n%s", name, p.logTail(40))
-		}
-		time.Sleep(20 * time.Millisecond)
+	p := startProc(tb, name, dir, testserver.TrailBinary(tb), args...)
+	u, err := p.stdout.Await("listening on ", p.done, 60*time.Second)
+	if err != nil {
+		tb.Fatalf("%s %v (exit: %v); its log:\n%s", name, err, p.err, p.logTail(40))
 	}
+	return &trailProc{proc: p, URL: u, Addr: strings.TrimPrefix(u, "http://")}
 }
 
 // serveArgs are the flags of a trail replica on MongoDB at uri.
@@ -398,8 +303,8 @@ func ownedLog(tb testing.TB, db *mongo.Database, pid int) logDoc {
 // runTrail runs the trail CLI and returns its exit code and output.
 func runTrail(tb testing.TB, args ...string) (int, string) {
 	tb.Helper()
-	cmd := exec.Command(trailBinary(tb), args...)
-	cmd.Env = childEnv()
+	cmd := exec.Command(testserver.TrailBinary(tb), args...)
+	cmd.Env = testserver.ChildEnv()
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -58,14 +59,7 @@ func startRawProducer(t *testing.T, url, action string, workers int, l *ledger) 
 	return p
 }
 
-func (p *rawProducer) stopped() bool {
-	select {
-	case <-p.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (p *rawProducer) stopped() bool { return closed(p.stop) }
 
 func (p *rawProducer) run(worker int) {
 	defer p.wg.Done()
@@ -142,6 +136,31 @@ func (p *rawProducer) snapshot() []answer {
 	return append([]answer(nil), p.answers...)
 }
 
+// waitEvery waits until each of the workers has an answer that match
+// accepts, and returns when they all had.
+func (p *rawProducer) waitEvery(t *testing.T, workers int, what string, match func(answer) bool) time.Time {
+	t.Helper()
+	waitFor(t, 60*time.Second, "every producer gets "+what, func() bool {
+		seen := map[int]bool{}
+		for _, a := range p.snapshot() {
+			if match(a) {
+				seen[a.worker] = true
+			}
+		}
+		return len(seen) == workers
+	})
+	return time.Now()
+}
+
+// waitReadyz waits until GET url/readyz answers status.
+func waitReadyz(t *testing.T, url string, status int) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("GET /readyz says %d", status), func() bool {
+		got, _ := get(t, url+"/readyz")
+		return got == status
+	})
+}
+
 // TestMongoOutage kills the MongoDB server (FerretDB) under a trail
 // server while producers write, and starts it again on the same port and
 // data. Writes must get 503 with Retry-After, in bounded time, while it is
@@ -169,39 +188,19 @@ func TestMongoOutage(t *testing.T) {
 
 	killed := time.Now()
 	fdb.Kill()
-	waitFor(t, 60*time.Second, "every producer gets a 503 after the kill", func() bool {
-		refused := map[int]bool{}
-		for _, a := range prod.snapshot() {
-			if a.sent.After(killed) && a.status == http.StatusServiceUnavailable {
-				refused[a.worker] = true
-			}
-		}
-		return len(refused) == workers
+	refusedAll := prod.waitEvery(t, workers, "a 503 after the kill", func(a answer) bool {
+		return a.sent.After(killed) && a.status == http.StatusServiceUnavailable
 	})
-	refusedAll := time.Now()
-	waitFor(t, 30*time.Second, "GET /readyz says 503", func() bool {
-		status, _ := get(t, srv.URL+"/readyz")
-		return status == http.StatusServiceUnavailable
-	})
+	waitReadyz(t, srv.URL, http.StatusServiceUnavailable)
 	// Stay away past the lease's TTL.
 	time.Sleep(time.Until(killed.Add(8 * time.Second)))
 
 	startFerret(t, "ferretdb-2", bin, data, fdb.Addr) // same port and data; stopped at cleanup
 	restarted := time.Now()
-	waitFor(t, 60*time.Second, "every producer gets a 2xx after the restart", func() bool {
-		ok := map[int]bool{}
-		for _, a := range prod.snapshot() {
-			if a.sent.After(restarted) && a.status/100 == 2 {
-				ok[a.worker] = true
-			}
-		}
-		return len(ok) == workers
+	recovered := prod.waitEvery(t, workers, "a 2xx after the restart", func(a answer) bool {
+		return a.sent.After(restarted) && a.status/100 == 2
 	})
-	recovered := time.Now()
-	waitFor(t, 30*time.Second, "GET /readyz says 200", func() bool {
-		status, _ := get(t, srv.URL+"/readyz")
-		return status == http.StatusOK
-	})
+	waitReadyz(t, srv.URL, http.StatusOK)
 	time.Sleep(500 * time.Millisecond)
 	prod.Stop()
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -22,12 +21,7 @@ const exportChunk = 4096
 // to=end takes every record stored when the export began. It is what
 // "trail export" saves and "trail verify" audits.
 func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if err := checkQuery(q, "log", "from", "to"); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	hdr, err := s.exportRange(r, q)
+	hdr, err := s.exportRange(r)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -37,7 +31,11 @@ func (s *server) handleExport(w http.ResponseWriter, r *http.Request) {
 
 // exportRange resolves an export's query to its header: the log, the seq
 // range and the latest signed checkpoint, if any.
-func (s *server) exportRange(r *http.Request, q url.Values) (trail.ExportHeader, error) {
+func (s *server) exportRange(r *http.Request) (trail.ExportHeader, error) {
+	q := r.URL.Query()
+	if err := checkQuery(q, "log", "from", "to"); err != nil {
+		return trail.ExportHeader{}, err
+	}
 	hdr := trail.ExportHeader{Format: 1, Log: s.logParam(q)}
 	if v := q.Get("from"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)

@@ -85,12 +85,7 @@ func TestListTimeRangeExact(t *testing.T) {
 		{"since=0000-01-01T00:00:00Z&until=9999-01-01T00:00:00Z", 3},
 		{"since=1600-01-01T00:00:00Z&until=2024-05-06T07:08:10Z", 2},
 	} {
-		r := ts.do(t, "GET", "/logs?"+tt.query, "")
-		r.wantStatus(t, 200)
-		var page struct{ Events []json.RawMessage }
-		if err := json.Unmarshal(r.body, &page); err != nil {
-			t.Fatal(err)
-		}
+		page, _ := getPage[json.RawMessage](t, ts, "/logs?"+tt.query)
 		if len(page.Events) != tt.want {
 			t.Errorf("?%s: got %d records, want %d", tt.query, len(page.Events), tt.want)
 		}

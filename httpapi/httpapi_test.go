@@ -70,27 +70,37 @@ type response struct {
 // do sends a request; header pairs are name, value, name, value...
 func (ts *testServer) do(tb testing.TB, method, path, body string, header ...string) *response {
 	tb.Helper()
+	r, err := ts.send(method, path, body, header...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// send is do for a goroutine other than the test's, where tb.Fatal must
+// not run: it returns the error.
+func (ts *testServer) send(method, path, body string, header ...string) (*response, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, ts.URL+path, r)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := ts.Client().Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, path, err)
+		return nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: b}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // post sends a JSON body to /logs.
@@ -117,28 +127,25 @@ func (r *response) wantStatus(tb testing.TB, status int) {
 	}
 }
 
-// problemBody mirrors the problem+json the API sends.
-type problemBody struct {
-	Type      string            `json:"type"`
-	Title     string            `json:"title"`
-	Status    int               `json:"status"`
-	Detail    string            `json:"detail"`
-	Instance  string            `json:"instance"`
-	Code      string            `json:"code"`
-	RequestID string            `json:"request_id"`
-	Errors    []trail.ItemError `json:"errors"`
-}
-
 // problem checks that r is a problem+json answer of the status and returns it.
-func (r *response) problem(tb testing.TB, status int) problemBody {
+func (r *response) problem(tb testing.TB, status int) trail.Problem {
 	tb.Helper()
 	r.wantStatus(tb, status)
 	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
 		tb.Fatalf("Content-Type: got %q, want application/problem+json", ct)
 	}
-	var p problemBody
+	var p trail.Problem
+	var members map[string]json.RawMessage
 	if err := json.Unmarshal(r.body, &p); err != nil {
 		tb.Fatalf("problem body %s: %v", r.body, err)
+	}
+	// trail.Problem is shared with the client, so the names on the wire are
+	// checked here, once, against RFC 9457 and docs/API.md.
+	_ = json.Unmarshal(r.body, &members)
+	for _, k := range []string{"type", "title", "status", "detail", "instance", "code", "request_id"} {
+		if _, ok := members[k]; !ok {
+			tb.Fatalf("problem body %s: got no member %q, want every member", r.body, k)
+		}
 	}
 	if p.Status != status || p.Title == "" || p.Detail == "" || p.Instance == "" || !strings.HasPrefix(p.Type, "https://trail.dev/problems/") {
 		tb.Fatalf("problem: got %+v, want status %d and every member set", p, status)
@@ -703,15 +710,7 @@ func TestList(t *testing.T) {
 		}
 
 		t.Run("page shape", func(t *testing.T) {
-			r := ts.do(t, "GET", "/logs?order=asc&limit=2&tenant=acme", "")
-			r.wantStatus(t, http.StatusOK)
-			var page struct {
-				Events []json.RawMessage `json:"events"`
-				Next   *string           `json:"next"`
-			}
-			if err := json.Unmarshal(r.body, &page); err != nil {
-				t.Fatal(err)
-			}
+			page, r := getPage[json.RawMessage](t, ts, "/logs?order=asc&limit=2&tenant=acme")
 			ids := want(func(e *seedEvent) bool { return e.Tenant == "acme" }, false)
 			for i, raw := range page.Events {
 				e, err := ts.Store.Get(context.Background(), ids[i])
@@ -754,12 +753,7 @@ func TestList(t *testing.T) {
 				if tt.limit != "" {
 					q += "?limit=" + tt.limit
 				}
-				var page struct{ Events []json.RawMessage }
-				r := ts.do(t, "GET", q, "")
-				r.wantStatus(t, http.StatusOK)
-				if err := json.Unmarshal(r.body, &page); err != nil {
-					t.Fatal(err)
-				}
+				page, _ := getPage[json.RawMessage](t, ts, q)
 				if len(page.Events) != tt.n {
 					t.Fatalf("%s: got %d events, want %d", q, len(page.Events), tt.n)
 				}
@@ -790,6 +784,24 @@ func TestList(t *testing.T) {
 	})
 }
 
+// listPage is one page of GET /logs, its events decoded as E.
+type listPage[E any] struct {
+	Events []E     `json:"events"`
+	Next   *string `json:"next"`
+}
+
+// getPage GETs path, wants 200, and returns the page and the answer.
+func getPage[E any](tb testing.TB, ts *testServer, path string) (listPage[E], *response) {
+	tb.Helper()
+	r := ts.do(tb, "GET", path, "")
+	r.wantStatus(tb, http.StatusOK)
+	var page listPage[E]
+	if err := json.Unmarshal(r.body, &page); err != nil {
+		tb.Fatal(err)
+	}
+	return page, r
+}
+
 // listAll pages through path by the Link header and returns the ids seen.
 // If each is set, it is called with every record.
 func listAll(tb testing.TB, ts *testServer, path string, each func(trail.Record)) []string {
@@ -799,15 +811,7 @@ func listAll(tb testing.TB, ts *testServer, path string, each func(trail.Record)
 		if pages > 10000 {
 			tb.Fatal("paging does not end")
 		}
-		r := ts.do(tb, "GET", path, "")
-		r.wantStatus(tb, http.StatusOK)
-		var page struct {
-			Events []trail.Record `json:"events"`
-			Next   *string        `json:"next"`
-		}
-		if err := json.Unmarshal(r.body, &page); err != nil {
-			tb.Fatal(err)
-		}
+		page, r := getPage[trail.Record](tb, ts, path)
 		for _, rec := range page.Events {
 			ids = append(ids, rec.ID)
 			if each != nil {
@@ -857,17 +861,13 @@ func TestListPagingWhileWriting(t *testing.T) {
 				default:
 				}
 				body := fmt.Sprintf(`{"id":"live-%d-%d","tenant":"p","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`, w, i)
-				req, _ := http.NewRequest("POST", ts.URL+"/logs", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := ts.Client().Do(req)
+				r, err := ts.send("POST", "/logs", body, "Content-Type", "application/json")
 				if err != nil {
 					t.Errorf("concurrent POST: %v", err)
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated {
-					t.Errorf("concurrent POST: got %d, want 201", resp.StatusCode)
+				if r.status != http.StatusCreated {
+					t.Errorf("concurrent POST: got %d, want 201", r.status)
 					return
 				}
 				written.Add(1)
@@ -1025,17 +1025,6 @@ func openNote(tb testing.TB, vkey string, msg []byte) trail.Checkpoint {
 	return cp
 }
 
-// proofBody mirrors GET /logs/{id}/proof.
-type proofBody struct {
-	ID         string           `json:"id"`
-	Log        string           `json:"log"`
-	Seq        int64            `json:"seq"`
-	Size       int64            `json:"size"`
-	LeafHash   tlog.Hash        `json:"leaf_hash"`
-	Proof      tlog.RecordProof `json:"proof"`
-	Checkpoint string           `json:"checkpoint"`
-}
-
 // TestProofs checks checkpoints and proofs as an outside client would: only
 // HTTP answers and the verifier key.
 func TestProofs(t *testing.T) {
@@ -1087,7 +1076,7 @@ func TestProofs(t *testing.T) {
 			t.Helper()
 			r := ts.do(t, "GET", "/logs/"+id+"/proof"+query, "")
 			r.wantStatus(t, http.StatusOK)
-			var p proofBody
+			var p trail.RecordProof
 			if err := json.Unmarshal(r.body, &p); err != nil {
 				t.Fatalf("proof %s: %v", r.body, err)
 			}
@@ -1255,26 +1244,17 @@ func TestExport(t *testing.T) {
 	}
 	cp := openNote(t, ts.Verifier, []byte(h.Checkpoint))
 	// An auditor's check: rebuild the tree from the exported bytes alone.
-	var hashes []tlog.Hash
-	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			out[i] = hashes[x]
-		}
-		return out, nil
-	})
+	audit := merkle.NewAudit(ts.Log)
 	for i, rec := range records {
 		e, err := ts.Store.Get(context.Background(), mustRecord(t, rec).ID)
 		if err != nil || e.Seq != int64(i) || !bytes.Equal(e.Bytes, rec) {
 			t.Fatalf("line %d: got %s, want the stored bytes of seq %d (%v)", i, rec, i, err)
 		}
-		sh, err := tlog.StoredHashes(int64(i), rec, reader)
-		if err != nil {
+		if err := audit.Add(rec); err != nil {
 			t.Fatal(err)
 		}
-		hashes = append(hashes, sh...)
 	}
-	root, err := tlog.TreeHash(int64(len(records)), reader)
+	root, err := audit.Root(int64(len(records)))
 	if err != nil || root != cp.Hash || cp.Size != 10 {
 		t.Fatalf("root of the export: got %v (%v), want the checkpoint's %v of size %d", root, err, cp.Hash, cp.Size)
 	}
@@ -1478,17 +1458,13 @@ func BenchmarkPostBatch(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req, _ := http.NewRequest("POST", ts.URL+"/logs", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := ts.Client().Do(req)
+			r, err := ts.send("POST", "/logs", body, "Content-Type", "application/json")
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				b.Errorf("got %d, want 201", resp.StatusCode)
+			if r.status != http.StatusCreated {
+				b.Errorf("got %d, want 201", r.status)
 				return
 			}
 		}

@@ -39,18 +39,6 @@ var codes = map[string]struct {
 	codeNotCovered:       {http.StatusNotFound, "Not yet covered by a signed checkpoint"},
 }
 
-// problem is an RFC 9457 problem details object.
-type problem struct {
-	Type      string            `json:"type"`
-	Title     string            `json:"title"`
-	Status    int               `json:"status"`
-	Detail    string            `json:"detail"`
-	Instance  string            `json:"instance"`
-	Code      string            `json:"code"`
-	RequestID string            `json:"request_id"`
-	Errors    []trail.ItemError `json:"errors,omitempty"`
-}
-
 // error answers with err as problem+json. Internal errors are logged in full
 // and shown only as "internal error"; the request id ties the two together.
 func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
@@ -73,7 +61,7 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	case code == trail.EUNAVAILABLE:
 		s.log.WarnContext(ctx, "httpapi: unavailable", "request_id", id, "path", r.URL.Path, "err", err)
 	}
-	p := problem{
+	p := trail.Problem{
 		Type:      problemBase + code,
 		Title:     c.title,
 		Status:    c.status,

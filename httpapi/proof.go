@@ -17,13 +17,8 @@ import (
 // handleCheckpointGet serves the latest signed checkpoint of a log (default:
 // the one this node writes) as a signed note, verbatim.
 func (s *server) handleCheckpointGet(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if err := checkQuery(q, "log"); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.signing(); err != nil {
-		s.error(w, r, err)
+	q, ok := s.signedQuery(w, r, "log")
+	if !ok {
 		return
 	}
 	log := s.logParam(q)
@@ -37,12 +32,7 @@ func (s *server) handleCheckpointGet(w http.ResponseWriter, r *http.Request) {
 
 // handleCheckpointKey serves the note verifier key that checks checkpoints.
 func (s *server) handleCheckpointKey(w http.ResponseWriter, r *http.Request) {
-	if err := checkQuery(r.URL.Query()); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.signing(); err != nil {
-		s.error(w, r, err)
+	if _, ok := s.signedQuery(w, r); !ok {
 		return
 	}
 	writeText(w, "no-cache", []byte(s.ingester.Verifier()))
@@ -53,13 +43,8 @@ func (s *server) handleCheckpointKey(w http.ResponseWriter, r *http.Request) {
 // exactly N records.
 func (s *server) handleProofRecord(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q := r.URL.Query()
-	if err := checkQuery(q, "size"); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.signing(); err != nil {
-		s.error(w, r, err)
+	q, ok := s.signedQuery(w, r, "size")
+	if !ok {
 		return
 	}
 	id := r.PathValue("id")
@@ -132,13 +117,8 @@ func (s *server) handleProofRecord(w http.ResponseWriter, r *http.Request) {
 // of its tree of size to (default: the latest signed size).
 func (s *server) handleProofConsistency(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q := r.URL.Query()
-	if err := checkQuery(q, "log", "from", "to"); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := s.signing(); err != nil {
-		s.error(w, r, err)
+	q, ok := s.signedQuery(w, r, "log", "from", "to")
+	if !ok {
 		return
 	}
 	log := s.logParam(q)
@@ -196,6 +176,22 @@ func (s *server) handleProofConsistency(w http.ResponseWriter, r *http.Request) 
 	}
 	w.Header().Set("Cache-Control", cache)
 	writeJSON(w, http.StatusOK, trail.ConsistencyProof{Log: log, From: from, To: to, Proof: proof})
+}
+
+// signedQuery returns the request's query if it names only the known
+// parameters and this server signs checkpoints; otherwise it answers with
+// the error and returns false. Every checkpoint and proof handler starts so.
+func (s *server) signedQuery(w http.ResponseWriter, r *http.Request, known ...string) (url.Values, bool) {
+	q := r.URL.Query()
+	err := checkQuery(q, known...)
+	if err == nil {
+		err = s.signing()
+	}
+	if err != nil {
+		s.error(w, r, err)
+		return nil, false
+	}
+	return q, true
 }
 
 // signing returns an ENOTFOUND error if this server signs no checkpoints.

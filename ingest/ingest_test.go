@@ -2,7 +2,6 @@ package ingest_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/ingest"
 	"github.com/trail-audit/trail/internal/testmongo"
+	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
@@ -483,33 +483,9 @@ func TestStartupIntegrity(t *testing.T) {
 				}
 				e2.close(t)
 			}
-			db, err := sql.Open("sqlite", filepath.Join(dir, "trail.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The attacker drops the append-only triggers first.
-			rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'trigger'`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var triggers []string
-			for rows.Next() {
-				var name string
-				rows.Scan(&name)
-				triggers = append(triggers, name)
-			}
-			rows.Close()
-			for _, trig := range triggers {
-				if _, err := db.Exec("DROP TRIGGER " + trig); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if _, err := db.Exec(tt.sql); err != nil {
-				t.Fatal(err)
-			}
-			db.Close()
+			testserver.TamperSQLite(t, filepath.Join(dir, "trail.db"), tt.sql)
 			e3 := mustOpen(t, dir, ingest.Config{})
-			err = e3.ing.Ready(ctx)
+			err := e3.ing.Ready(ctx)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ready: got %v, want an error containing %q", err, tt.want)
 			}

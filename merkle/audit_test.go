@@ -6,23 +6,22 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/merkle"
+	"github.com/trail-audit/trail/storetest"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
+// records returns the bytes of n records of log, with ids id-0, id-1, ...
 func records(t *testing.T, log string, n int) [][]byte {
 	t.Helper()
+	b := storetest.NewBuilder(log)
+	ids := 0
+	b.NewID = func() string { ids++; return fmt.Sprintf("id-%d", ids-1) }
 	var out [][]byte
-	for i := 0; i < n; i++ {
-		e, err := trail.ParseEvent([]byte(fmt.Sprintf(`{"action":"a.b","actor":{"id":"u%d"},"source":{"service":"s"}}`, i)), trail.DefaultLimits)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, _ := trail.Prepare(e, time.Unix(int64(i), 0), func() string { return fmt.Sprintf("id-%d", i) })
-		out = append(out, p.Entry(log, int64(i)).Bytes)
+	for _, e := range b.Entries(t, storetest.Events(n)...) {
+		out = append(out, e.Bytes)
 	}
 	return out
 }

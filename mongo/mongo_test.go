@@ -54,11 +54,12 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) trail.Store { return MustOpenStore(t, "", Config{}) })
 }
 
-func mustHead(t *testing.T, s *Store) trail.Head {
-	t.Helper()
-	h, err := s.Head(t.Context())
+// mustHead returns the store's head, or fails tb.
+func mustHead(tb testing.TB, s *Store) trail.Head {
+	tb.Helper()
+	h, err := s.Head(tb.Context())
 	if err != nil {
-		t.Fatalf("Head: %v", err)
+		tb.Fatalf("Head: %v", err)
 	}
 	return h
 }
@@ -732,7 +733,7 @@ func BenchmarkAppend(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			s := MustOpenStore(b, "", Config{})
-			bl := storetest.NewBuilder(mustHeadB(b, s).Log)
+			bl := storetest.NewBuilder(mustHead(b, s).Log)
 			evs := storetest.Events(n)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -752,7 +753,7 @@ func BenchmarkAppend(b *testing.B) {
 // as the ingest layer does before each append to find replays.
 func BenchmarkLookup(b *testing.B) {
 	s := MustOpenStore(b, "", Config{})
-	bl := storetest.NewBuilder(mustHeadB(b, s).Log)
+	bl := storetest.NewBuilder(mustHead(b, s).Log)
 	var all []*trail.Entry
 	for i := 0; i < 10; i++ {
 		entries := bl.Entries(b, storetest.Events(1000)...)
@@ -768,13 +769,4 @@ func BenchmarkLookup(b *testing.B) {
 			b.Fatalf("Lookup: got %d, %v", len(m), err)
 		}
 	}
-}
-
-func mustHeadB(b *testing.B, s *Store) trail.Head {
-	b.Helper()
-	h, err := s.Head(b.Context())
-	if err != nil {
-		b.Fatalf("Head: %v", err)
-	}
-	return h
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -119,17 +118,4 @@ func nonNegative(name string, d time.Duration) error {
 		return usageError{fmt.Errorf("--%s must not be negative, not %s", name, d)}
 	}
 	return nil
-}
-
-// sleepCtx waits for d or until ctx is done, and reports whether the wait
-// ran its full length.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -10,80 +10,28 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/client"
+	"github.com/trail-audit/trail/internal/testserver"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// binary is the trail program, built once by TestMain.
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "trail-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "trail")
-	// go test puts its own toolchain first in PATH.
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "build trail: %v\n", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+func TestMain(m *testing.M) { testserver.Main(m) }
 
 // Process is a running `trail serve` of the built binary.
 type Process struct {
 	URL    string
 	Data   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testserver.Buffer
 	done   chan struct{}
 	err    error // from Wait, once done is closed
-}
-
-// testEnv is the environment of the programs the tests run: this one's,
-// without TRAIL_* settings that would change their configuration.
-func testEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TRAIL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // MustStartServe starts `trail serve` on a free loopback port over the data
@@ -91,27 +39,15 @@ func testEnv() []string {
 func MustStartServe(tb testing.TB, data string, args ...string) *Process {
 	tb.Helper()
 	args = append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--log-format", "json"}, args...)
-	p := &Process{Data: data, cmd: exec.Command(binary, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = testEnv()
+	p := &Process{Data: data, cmd: exec.Command(testserver.TrailBinary(tb), args...), stderr: &testserver.Buffer{}, done: make(chan struct{})}
+	p.cmd.Env = testserver.ChildEnv()
 	p.cmd.Stderr = p.stderr
 	dieWithParent(p.cmd)
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	stdout := &testserver.Buffer{}
+	p.cmd.Stdout = stdout
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				urls <- u
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)
@@ -123,13 +59,11 @@ func MustStartServe(tb testing.TB, data string, args ...string) *Process {
 			tb.Logf("trail serve stderr:\n%s", p.stderr.String())
 		}
 	})
-	select {
-	case p.URL = <-urls:
-	case <-p.done:
-		tb.Fatalf("trail serve exited before listening: %v\n%s", p.err, p.stderr.String())
-	case <-time.After(60 * time.Second):
-		tb.Fatalf("trail serve did not print its address\n%s", p.stderr.String())
+	u, err := stdout.Await("listening on ", p.done, 60*time.Second)
+	if err != nil {
+		tb.Fatalf("trail serve %v (exit: %v)\n%s", err, p.err, p.stderr.String())
 	}
+	p.URL = u
 	if !strings.HasPrefix(p.URL, "http://127.0.0.1:") {
 		tb.Fatalf("got address line %q, want http://127.0.0.1:PORT", p.URL)
 	}
@@ -166,8 +100,8 @@ var serveFlags = []string{
 }
 
 func TestServeHelpListsEveryFlag(t *testing.T) {
-	cmd := exec.Command(binary, "serve", "-h")
-	cmd.Env = testEnv()
+	cmd := exec.Command(testserver.TrailBinary(t), "serve", "-h")
+	cmd.Env = testserver.ChildEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("trail serve -h: %v\n%s", err, out)

@@ -118,7 +118,9 @@ func (c *cli) runTail(ctx context.Context, args []string) error {
 			return nil
 		}
 		out.Flush()
-		if !sleepCtx(ctx, *interval) {
+		select {
+		case <-time.After(*interval):
+		case <-ctx.Done():
 			return nil // interrupted: a normal end for tail -f
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,38 +23,6 @@ import (
 func runCLI(args ...string) (int, string) {
 	code, out, errOut := runMain(context.Background(), "", args...)
 	return code, out + errOut
-}
-
-// tamper runs SQL against the embedded store's file directly, as a
-// database administrator would, after dropping trail's triggers.
-func tamper(t *testing.T, dir string, stmts ...string) {
-	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, "trail.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'trigger'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var triggers []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		triggers = append(triggers, name)
-	}
-	rows.Close()
-	for _, s := range triggers {
-		stmts = append([]string{"DROP TRIGGER " + s}, stmts...)
-	}
-	for _, s := range stmts {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
 }
 
 func TestVerifyDetectsTampering(t *testing.T) {
@@ -82,7 +49,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			if code := srv.Stop(t, syscall.SIGTERM); code != 0 { // a final checkpoint covers all n
 				t.Fatalf("trail serve exited %d", code)
 			}
-			tamper(t, dir, tt.sql...)
+			testserver.TamperSQLite(t, filepath.Join(dir, "trail.db"), tt.sql...)
 			srv = MustStartServe(t, dir, "--checkpoint-interval", "50ms")
 			state := filepath.Join(t.TempDir(), "state.json")
 			code, out := runCLI("verify", "--url", srv.URL, "--key-file", filepath.Join(dir, "trail.key"), "--state", state, "--wait", "1s")

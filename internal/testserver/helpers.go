@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -104,4 +105,37 @@ func Payments(first, n int) []string {
 		lines[i] = fmt.Sprintf(`{"action":"payment.captured","actor":{"id":"u%d"},"source":{"service":"billing"},"data":{"amount":%d}}`, k, k*100)
 	}
 	return lines
+}
+
+// TamperSQLite runs stmts against an embedded store's database file
+// directly, as a database administrator could, after dropping trail's
+// append-only triggers. The store must be closed.
+func TamperSQLite(tb testing.TB, path string, stmts ...string) {
+	tb.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'trigger'`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var triggers []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			tb.Fatal(err)
+		}
+		triggers = append(triggers, name)
+	}
+	rows.Close()
+	for _, s := range triggers {
+		stmts = append([]string{"DROP TRIGGER " + s}, stmts...)
+	}
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			tb.Fatalf("%s: %v", s, err)
+		}
+	}
 }
