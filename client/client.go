@@ -10,6 +10,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,8 @@ type Client struct {
 	newID      func() string
 	userAgent  string
 	observe    func(Attempt)
+	tlsConfig  *tls.Config // from WithTLSConfig or WithCAFile
+	optErr     error       // an option that failed; every request reports it
 }
 
 // An Option configures a Client.
@@ -131,6 +134,9 @@ func New(baseURL string, opts ...Option) *Client {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.tlsConfig != nil && c.optErr == nil {
+		c.optErr = c.applyTLS()
 	}
 	return c
 }
@@ -279,6 +285,9 @@ func retryStatus(status int, idempotent bool) bool {
 // do sends r, retrying as the policy allows, and returns the last answer.
 // The caller checks its status and closes its body.
 func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
+	if c.optErr != nil {
+		return nil, c.optErr
+	}
 	if c.base.Scheme != "http" && c.base.Scheme != "https" {
 		return nil, fmt.Errorf("trail client: bad server URL %q: want http://host:port", c.base.Opaque)
 	}
@@ -324,7 +333,7 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 				return nil, fmt.Errorf("trail client: %s %s: %w", r.method, r.path, ctx.Err())
 			}
 			if attempt >= c.retries || r.once || !r.idempotent || !retryableError(err) {
-				return nil, fmt.Errorf("trail client: %s %s: %w", r.method, r.path, err)
+				return nil, fmt.Errorf("trail client: %s %s: %w%s", r.method, r.path, err, tlsHint(err))
 			}
 			if err := sleep(ctx, c.backoff(attempt, 0)); err != nil {
 				return nil, fmt.Errorf("trail client: %s %s: %w", r.method, r.path, err)
@@ -366,7 +375,7 @@ func retryableError(err error) bool {
 	var ne net.Error
 	var oe *net.OpError
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), tlsFailure(err):
 		return false
 	case errors.As(err, &oe), errors.As(err, &ne):
 		return true
