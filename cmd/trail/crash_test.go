@@ -41,15 +41,16 @@ func newLoad() *load {
 
 // run starts workers that push until stop is closed, mixing single events
 // and batches of 50, with client ids and no retries (so that each answer is
-// seen as it is); it returns a function that waits for them.
-func (l *load) run(url string, workers int, stop <-chan struct{}) (wait func()) {
-	c := client.New(url, client.WithRetries(0), client.WithObserver(func(a client.Attempt) {
+// seen as it is); it returns a function that waits for them. opts add to
+// the client's options (a CA, a transport).
+func (l *load) run(url string, workers int, stop <-chan struct{}, opts ...client.Option) (wait func()) {
+	c := client.New(url, append([]client.Option{client.WithRetries(0), client.WithObserver(func(a client.Attempt) {
 		if a.Err == nil && a.Method == http.MethodPost {
 			l.mu.Lock()
 			l.statuses[a.Status]++
 			l.mu.Unlock()
 		}
-	}))
+	})}, opts...)...)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {

@@ -16,12 +16,14 @@ import (
 func (c *cli) runExport(ctx context.Context, args []string) error {
 	fs := newFlagSet("export", "[flags]", "Export a log's records up to its latest signed checkpoint as NDJSON,\nfor archiving or for checking offline with \"trail verify --file\".", c.stderr)
 	url := fs.String("url", "http://127.0.0.1:8080", "trail server URL")
+	var caFile string
+	caFileFlag(fs, &caFile)
 	log := fs.String("log", "", "log to export (default: the server's own log)")
 	out := fs.String("o", "-", "output file (- for standard output)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	body, err := client.New(*url).Export(ctx, *log, 0, -1)
+	body, err := client.New(*url, caFileOption(caFile)...).Export(ctx, *log, 0, -1)
 	if err != nil {
 		return fmt.Errorf("export: %w (is the server at %s running? set --url)", err, *url)
 	}

@@ -64,8 +64,8 @@ func MustStartServe(tb testing.TB, data string, args ...string) *Process {
 		tb.Fatalf("trail serve %v (exit: %v)\n%s", err, p.err, p.stderr.String())
 	}
 	p.URL = u
-	if !strings.HasPrefix(p.URL, "http://127.0.0.1:") {
-		tb.Fatalf("got address line %q, want http://127.0.0.1:PORT", p.URL)
+	if !strings.HasPrefix(p.URL, "http://127.0.0.1:") && !strings.HasPrefix(p.URL, "https://127.0.0.1:") {
+		tb.Fatalf("got address line %q, want http://127.0.0.1:PORT (https:// with TLS)", p.URL)
 	}
 	return p
 }

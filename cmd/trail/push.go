@@ -19,18 +19,21 @@ import (
 // clientFlags are the flags of every command that talks to a server.
 type clientFlags struct {
 	url     string
+	caFile  string
 	retries int
 	timeout time.Duration
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "url", "http://127.0.0.1:8080", "trail server `URL`")
+	caFileFlag(fs, &f.caFile)
 	fs.IntVar(&f.retries, "retries", client.DefaultRetries, "retries of a request refused with 503 or lost to a connection error (0: none)")
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "give up on one request, retries included, after `duration`")
 }
 
 func (f *clientFlags) client(opts ...client.Option) *client.Client {
-	return client.New(f.url, append([]client.Option{client.WithRetries(f.retries), client.WithUserAgent("trail-cli/" + versionString())}, opts...)...)
+	base := []client.Option{client.WithRetries(f.retries), client.WithUserAgent("trail-cli/" + versionString())}
+	return client.New(f.url, append(append(base, caFileOption(f.caFile)...), opts...)...)
 }
 
 const pushAbout = `Push sends events to the server and prints one receipt per event, as NDJSON.

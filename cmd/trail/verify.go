@@ -43,6 +43,8 @@ func defaultStatePath() string {
 func (c *cli) runVerify(ctx context.Context, args []string) error {
 	fs := newFlagSet("verify", "[flags]", verifyAbout, c.stderr)
 	url := fs.String("url", "http://127.0.0.1:8080", "trail server URL")
+	var caFile string
+	caFileFlag(fs, &caFile)
 	file := fs.String("file", "", "verify this export file (from trail export) instead of a server")
 	key := fs.String("key", "", "verifier key, name+hash+base64 (or use --key-file)")
 	keyFile := fs.String("key-file", "", "file holding the verifier key")
@@ -63,7 +65,7 @@ func (c *cli) runVerify(ctx context.Context, args []string) error {
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
-	a := client.NewAuditor(client.New(*url), vkey, state)
+	a := client.NewAuditor(client.New(*url, caFileOption(caFile)...), vkey, state)
 	a.TailWait = *wait
 	a.Logf = func(format string, args ...any) { fmt.Fprintf(c.stdout, format+"\n", args...) }
 	a.Progress = progressFunc(c.stderr, "audit", "records")
