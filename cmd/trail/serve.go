@@ -38,6 +38,7 @@ type serveConfig struct {
 	logLevel           string
 	logFormat          string
 	debugAddr          string
+	tls                tlsFlags
 }
 
 const serveAbout = `Serve runs the trail service: the HTTP API of docs/API.md over an embedded
@@ -72,6 +73,7 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "auto", "log `format`: text, json, or auto (text on a terminal, else json)")
 	fs.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this `address`, apart from the API (off if empty; keep it private)")
+	cfg.tls.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -115,6 +117,9 @@ func (cfg *serveConfig) validate() error {
 	}
 	if cfg.log == "" || cfg.origin == "" {
 		return usageError{errors.New("--log and --origin must not be empty")}
+	}
+	if err := cfg.tls.validate(); err != nil {
+		return err
 	}
 	if cfg.keyFile == "" {
 		cfg.keyFile = filepath.Join(cfg.data, "trail.key")

@@ -77,6 +77,11 @@ func (s *server) open(ctx context.Context) error {
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 
+	// A certificate that does not load fails before anything is created.
+	tlsConfig, err := startTLS(life, &cfg.tls, s.logger)
+	if err != nil {
+		return err
+	}
 	if s.store, s.closeStore, err = openStore(life, cfg, s.logger); err != nil {
 		return err
 	}
@@ -115,6 +120,7 @@ func (s *server) open(ctx context.Context) error {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		TLSConfig:      tlsConfig,
 	}
 	if cfg.debugAddr != "" {
 		if s.debug, err = serveDebug(cfg.debugAddr, s.logger); err != nil {
@@ -127,10 +133,10 @@ func (s *server) open(ctx context.Context) error {
 // run serves the API until ctx is done or serving fails.
 func (s *server) run(ctx context.Context) error {
 	served := make(chan error, 1)
-	go func() { served <- s.http.Serve(s.ln) }()
+	go func() { served <- serveHTTP(s.http, s.ln) }()
 
 	head := s.node.Ingester.Head()
-	url := "http://" + s.ln.Addr().String()
+	url := baseURL(s.ln, s.http.TLSConfig)
 	s.logger.Info("trail: serving", "url", url, "store", storeName(s.cfg.store), "log", head.Log, "size", head.Size,
 		"verifier_key", s.verifier, "version", versionString())
 	fmt.Fprintf(s.stdout, "listening on %s\n", url)
