@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,8 +53,9 @@ type Client struct {
 	newID      func() string
 	userAgent  string
 	observe    func(Attempt)
-	tlsConfig  *tls.Config // from WithTLSConfig or WithCAFile
-	optErr     error       // an option that failed; every request reports it
+	tlsConfig  *tls.Config    // from WithTLSConfig
+	caPool     *x509.CertPool // from WithCAFile
+	optErr     error          // an option that failed; every request reports it
 }
 
 // An Option configures a Client.
@@ -135,7 +137,7 @@ func New(baseURL string, opts ...Option) *Client {
 	for _, o := range opts {
 		o(c)
 	}
-	if c.tlsConfig != nil && c.optErr == nil {
+	if (c.tlsConfig != nil || c.caPool != nil) && c.optErr == nil {
 		c.optErr = c.applyTLS()
 	}
 	return c

@@ -21,7 +21,8 @@ func WithTLSConfig(cfg *tls.Config) Option {
 // WithCAFile makes the client trust only the certificate authorities in
 // the PEM file at path, as curl's --cacert does: for a server whose
 // certificate a private CA issued. If the file cannot be read or holds no
-// certificate, every request returns that error.
+// certificate, every request returns that error. With WithTLSConfig too,
+// in either order, the file sets that configuration's RootCAs.
 func WithCAFile(path string) Option {
 	return func(c *Client) {
 		pool, err := loadCAFile(path)
@@ -29,10 +30,7 @@ func WithCAFile(path string) Option {
 			c.optErr = err
 			return
 		}
-		if c.tlsConfig == nil {
-			c.tlsConfig = &tls.Config{}
-		}
-		c.tlsConfig.RootCAs = pool
+		c.caPool = pool
 	}
 }
 
@@ -48,7 +46,7 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// applyTLS puts c.tlsConfig into c's transport.
+// applyTLS puts the TLS options into c's transport.
 func (c *Client) applyTLS() error {
 	rt := c.hc.Transport
 	if rt == nil {
@@ -59,10 +57,17 @@ func (c *Client) applyTLS() error {
 		return errors.New("trail client: WithTLSConfig or WithCAFile needs an *http.Transport; configure TLS on the http.Client given to WithHTTPClient instead")
 	}
 	t = t.Clone()
-	if c.tlsConfig.MinVersion == 0 {
-		c.tlsConfig.MinVersion = tls.VersionTLS12
+	cfg := c.tlsConfig
+	if cfg == nil {
+		cfg = &tls.Config{}
 	}
-	t.TLSClientConfig = c.tlsConfig
+	if c.caPool != nil {
+		cfg.RootCAs = c.caPool
+	}
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	t.TLSClientConfig = cfg
 	hc := *c.hc
 	hc.Transport = t
 	c.hc = &hc

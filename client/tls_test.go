@@ -49,9 +49,13 @@ func TestCAFile(t *testing.T) {
 		t.Fatalf("get over HTTPS with the CA file: %v", err)
 	}
 
-	// WithTLSConfig with the same CA works too.
+	// WithTLSConfig with the same CA works too, and WithCAFile fills in
+	// the roots of a WithTLSConfig given after it.
 	if err := client.New(url, client.WithTLSConfig(&tls.Config{RootCAs: ca.Pool()})).Health(ctx); err != nil {
 		t.Fatalf("health over HTTPS with WithTLSConfig: %v", err)
+	}
+	if err := client.New(url, client.WithCAFile(caFile), client.WithTLSConfig(&tls.Config{})).Health(ctx); err != nil {
+		t.Fatalf("health over HTTPS with WithCAFile, then WithTLSConfig: %v", err)
 	}
 }
 

@@ -43,7 +43,8 @@ type serveConfig struct {
 
 const serveAbout = `Serve runs the trail service: the HTTP API of docs/API.md over an embedded
 SQLite store in --data (the default), or over MongoDB (--store mongodb://...).
-It prints "listening on http://HOST:PORT" once it accepts connections.
+It prints "listening on http://HOST:PORT" once it accepts connections
+(https:// with --tls-cert; SIGHUP then reloads the certificate).
 SIGTERM or SIGINT stop it gracefully: it stops accepting connections, lets
 requests in flight finish, commits everything queued, writes a final signed
 checkpoint and closes the store.

@@ -81,6 +81,7 @@ func New(certFile, keyFile string, logger *slog.Logger) (*Reloader, error) {
 		return nil, err
 	}
 	r.cert.Store(cert)
+	r.logLoaded(cert)
 	return r, nil
 }
 
@@ -109,10 +110,27 @@ func (r *Reloader) reloadLocked(now stamp) error {
 		return err
 	}
 	r.cert.Store(cert)
-	r.logger.Info("tls: certificate loaded", "file", r.certFile,
-		"subject", cert.Leaf.Subject.String(), "serial", cert.Leaf.SerialNumber.String(),
-		"not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	r.logLoaded(cert)
 	return nil
+}
+
+// logLoaded logs what is now served, with its expiry, so that an operator
+// can see a renewal arrive; a certificate that clients will refuse for its
+// dates is served anyway (the files are the operator's choice) but warned
+// about.
+func (r *Reloader) logLoaded(cert *tls.Certificate) {
+	leaf := cert.Leaf
+	attrs := []any{"file", r.certFile, "subject", leaf.Subject.String(), "serial", leaf.SerialNumber.String(),
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339)}
+	now := time.Now()
+	switch {
+	case now.After(leaf.NotAfter):
+		r.logger.Warn("tls: certificate loaded, but it has expired; clients will refuse it", attrs...)
+	case now.Before(leaf.NotBefore):
+		r.logger.Warn("tls: certificate loaded, but it is not valid yet; clients will refuse it", attrs...)
+	default:
+		r.logger.Info("tls: certificate loaded", attrs...)
+	}
 }
 
 // reloadIfChanged reloads when either file's modification time or size

@@ -1,10 +1,12 @@
 package tlsreload_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -142,6 +144,31 @@ func TestReloadServesNewPairAndKeepsOldOnError(t *testing.T) {
 	}
 	if got := servedSerial(t, ca, addr); got.Cmp(second.Serial) != 0 {
 		t.Errorf("after a failed Reload: got serial %s, want %s", got, second.Serial)
+	}
+}
+
+// TestLogs checks what an operator sees: the serial and expiry of each
+// certificate loaded, and a failed reload at error level.
+func TestLogs(t *testing.T) {
+	ca := testtls.NewCA(t, "test CA")
+	dir := t.TempDir()
+	leaf := ca.Issue(t)
+	certFile, keyFile := leaf.Write(t, dir)
+	var buf bytes.Buffer
+	r, err := tlsreload.New(certFile, keyFile, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := buf.String(), "msg=\"tls: certificate loaded\" file="+certFile; !strings.Contains(got, want) || !strings.Contains(got, "serial="+leaf.Serial.String()) {
+		t.Errorf("got log %q, want %q and serial=%s", got, want, leaf.Serial)
+	}
+	buf.Reset()
+	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.Reload()
+	if got, want := buf.String(), "level=ERROR msg=\"tls: certificate reload failed; still serving the previous certificate\""; !strings.Contains(got, want) {
+		t.Errorf("got log %q, want %q", got, want)
 	}
 }
 
