@@ -132,11 +132,13 @@ func (s *server) open(ctx context.Context) error {
 
 // run serves the API until ctx is done or serving fails.
 func (s *server) run(ctx context.Context) error {
+	// Take the scheme before serving: http.Server.Serve gives a server
+	// without TLS a TLSConfig of its own (for HTTP/2 upgrades).
+	url := baseURL(s.ln, s.http.TLSConfig)
 	served := make(chan error, 1)
 	go func() { served <- serveHTTP(s.http, s.ln) }()
 
 	head := s.node.Ingester.Head()
-	url := baseURL(s.ln, s.http.TLSConfig)
 	s.logger.Info("trail: serving", "url", url, "store", storeName(s.cfg.store), "log", head.Log, "size", head.Size,
 		"verifier_key", s.verifier, "version", versionString())
 	fmt.Fprintf(s.stdout, "listening on %s\n", url)

@@ -93,9 +93,15 @@ func TestServeTLS(t *testing.T) {
 	if code, out, stderr = runMain(ctx, "", "get", "--url", s.URL, "tls-1"); code != 0 || !strings.Contains(out, `"tls-1"`) {
 		t.Fatalf("get with TRAIL_CA_FILE: got exit code %d and %q, want 0 and the record: %s", code, out, stderr)
 	}
+	// Export needs a signed checkpoint, which is signed off the commit path.
 	export := filepath.Join(t.TempDir(), "export.ndjson")
-	if code, _, stderr = runMain(ctx, "", "export", "--url", s.URL, "-o", export); code != 0 {
-		t.Fatalf("export with TRAIL_CA_FILE: got exit code %d, want 0: %s", code, stderr)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _, stderr = runMain(ctx, "", "export", "--url", s.URL, "-o", export); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) || !strings.Contains(stderr, "no signed checkpoint yet") {
+			t.Fatalf("export with TRAIL_CA_FILE: got exit code %d, want 0: %s", code, stderr)
+		}
 	}
 	t.Setenv("TRAIL_CA_FILE", "")
 
