@@ -44,7 +44,7 @@ type stamp struct {
 }
 
 type fileStamp struct {
-	modTime time.Time
+	modTime int64 // nanoseconds: time.Time's == would compare locations too
 	size    int64
 	ok      bool
 }
@@ -54,7 +54,7 @@ func statFile(path string) fileStamp {
 	if err != nil {
 		return fileStamp{}
 	}
-	return fileStamp{modTime: fi.ModTime(), size: fi.Size(), ok: true}
+	return fileStamp{modTime: fi.ModTime().UnixNano(), size: fi.Size(), ok: true}
 }
 
 func (r *Reloader) statFiles() stamp {
