@@ -14,6 +14,10 @@ const (
 	ECONFLICT    = "conflict"    // 409: an id is taken by other content
 	EUNAVAILABLE = "unavailable" // 503: queue full, store down, writes refused
 	EINTERNAL    = "internal"    // 500
+
+	EUNAUTHORIZED = "unauthorized" // 401: no valid credential
+	EFORBIDDEN    = "forbidden"    // 403: the credential lacks a scope or breaks a binding
+	ERATELIMITED  = "rate_limited" // 429: over the key's rate or the failed-auth limit
 )
 
 // Error is trail's application error: a code callers can switch on and a
@@ -91,6 +95,11 @@ var (
 	// store was asked to write is taken. The writer must stop appending to
 	// the log (and may claim another one).
 	ErrFenced = errors.New("trail: log was appended by another writer")
+
+	// ErrUnauthorized is the one answer to a missing, malformed, unknown,
+	// expired or revoked credential: the same for each, so that a caller
+	// learns nothing about which it was.
+	ErrUnauthorized = &Error{Code: EUNAUTHORIZED, Message: "a valid API key or viewer token is required (Authorization: Bearer)"}
 
 	// ErrUnavailable means the store cannot be reached now; retry later.
 	ErrUnavailable = &Error{Code: EUNAVAILABLE, Message: "the store is unavailable; retry later"}
