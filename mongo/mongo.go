@@ -14,10 +14,13 @@
 //	records     {_id: "<log>/<seq>", log, seq, id, t, tenant, ..., b, d, h, tok}
 //	ids         {_id: event id, log, seq, tok}: global id uniqueness
 //	checkpoints {_id: "<log>/<size>", log, size, note}
+//	keys        {_id: key id, name, scopes, ..., revoked, last_used, hash}: API keys (keys.go)
+//	secrets     {_id: "token_secret", value}: the viewer-token secret
 //
 // The code inserts into records, ids and checkpoints and never updates them.
 // It deletes only claims in ids whose batch never became visible and never
-// will. Only the logs documents are updated.
+// will. Only the logs documents are updated, and a key's revoked (once) and
+// last_used (forward) fields.
 package mongo
 
 import (

@@ -6,7 +6,9 @@
 // wait for a commit. Records are keyed by seq (the rowid), so every
 // secondary index ends in seq, which is what List's keyset paging on
 // (time, seq) needs. Triggers abort every UPDATE and DELETE; with
-// recursive_triggers=ON, INSERT OR REPLACE of a stored row fails too.
+// recursive_triggers=ON, INSERT OR REPLACE of a stored row fails too. The
+// one exception is the keys table (keys.go), whose triggers allow a key's
+// revocation, once, and its last use, forward.
 package sqlite
 
 import (
@@ -245,7 +247,7 @@ func (s *Store) init(ctx context.Context) (err error) {
 			s.wc.ExecContext(ctx, "ROLLBACK")
 		}
 	}()
-	if _, err := s.wc.ExecContext(ctx, schema); err != nil {
+	if _, err := s.wc.ExecContext(ctx, schema+keysSchema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	var log string
