@@ -20,6 +20,9 @@ type Principal struct {
 	Tenant string // "" unless bound to one tenant
 	Source string // "" unless bound to one source.service
 
+	// Rate is the key's limit in events per second (0: none).
+	Rate float64
+
 	// Viewer is true for a viewer token rather than a key.
 	Viewer bool
 
@@ -33,7 +36,7 @@ var OpenPrincipal = &Principal{Open: true}
 
 // PrincipalOf returns the principal of a request authenticated with k.
 func PrincipalOf(k *Key) *Principal {
-	return &Principal{KeyID: k.ID, Scopes: slices.Clone(k.Scopes), Tenant: k.Tenant, Source: k.Source}
+	return &Principal{KeyID: k.ID, Scopes: slices.Clone(k.Scopes), Tenant: k.Tenant, Source: k.Source, Rate: k.Rate}
 }
 
 type principalKey struct{}

@@ -1,0 +1,191 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/trail-audit/trail"
+)
+
+// Config configures an Authenticator. Keys is required.
+type Config struct {
+	Keys trail.KeyStore
+
+	// CacheTTL is how long a key read from the store is trusted; default
+	// and maximum 500 ms, so that a revocation or a new key reaches every
+	// replica within a second.
+	CacheTTL time.Duration
+
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// MaxCacheTTL bounds Config.CacheTTL.
+const MaxCacheTTL = 500 * time.Millisecond
+
+// touchEvery is how often a key's last use is written back to the store.
+const touchEvery = time.Minute
+
+// An Authenticator turns a request's Authorization header into a
+// trail.Principal. It is safe for concurrent use.
+type Authenticator struct {
+	keys  trail.KeyStore
+	ttl   time.Duration
+	now   func() time.Time
+	fails *FailureLimiter
+	rates *KeyLimiter
+
+	mu      sync.Mutex
+	cache   map[string]cachedKey
+	touched map[string]time.Time
+	secret  []byte // viewer-token secret, loaded once
+}
+
+type cachedKey struct {
+	key *trail.Key // nil: no such key
+	at  time.Time
+}
+
+// New returns an Authenticator over cfg.Keys.
+func New(cfg Config) *Authenticator {
+	if cfg.Keys == nil {
+		panic("auth: New: Config needs Keys")
+	}
+	a := &Authenticator{
+		keys: cfg.Keys, ttl: cfg.CacheTTL, now: cfg.Now,
+		fails: NewFailureLimiter(), rates: NewKeyLimiter(),
+		cache: make(map[string]cachedKey), touched: make(map[string]time.Time),
+	}
+	if a.ttl <= 0 || a.ttl > MaxCacheTTL {
+		a.ttl = MaxCacheTTL
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a
+}
+
+// Authenticate returns the principal of header, an Authorization header
+// value, sent from client (an address, for the failed-authentication
+// limit). Every bad credential, of whatever kind, is trail.ErrUnauthorized;
+// a client past its failures gets a *trail.RateLimitError; a store failure
+// is returned as such (a 503, not a 401, since the key may well be good).
+func (a *Authenticator) Authenticate(ctx context.Context, header, client string) (*trail.Principal, error) {
+	now := a.now()
+	if err := a.fails.Check(client, now); err != nil {
+		return nil, err
+	}
+	p, err := a.authenticate(ctx, header, now)
+	if errors.Is(err, trail.ErrUnauthorized) {
+		a.fails.Fail(client, now)
+	}
+	return p, err
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, header string, now time.Time) (*trail.Principal, error) {
+	cred, err := ParseBearer(header)
+	if err != nil {
+		return nil, err
+	}
+	if IsViewerToken(cred) {
+		secret, err := a.TokenSecret(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return ParseToken(secret, cred, now)
+	}
+	id, secret, err := ParseKey(cred)
+	if err != nil {
+		return nil, err
+	}
+	k, err := a.key(ctx, id, now)
+	if err != nil {
+		return nil, err
+	}
+	if k == nil || !CheckSecret(k, secret) || k.State(now) != trail.KeyActive {
+		return nil, trail.ErrUnauthorized
+	}
+	a.touch(ctx, id, now)
+	return trail.PrincipalOf(k), nil
+}
+
+// key returns the key with the id (nil if there is none), from the cache
+// if it was read less than the TTL ago.
+func (a *Authenticator) key(ctx context.Context, id string, now time.Time) (*trail.Key, error) {
+	a.mu.Lock()
+	c, ok := a.cache[id]
+	a.mu.Unlock()
+	if ok && now.Sub(c.at) < a.ttl && now.Sub(c.at) >= 0 {
+		return c.key, nil
+	}
+	k, err := a.keys.GetKey(ctx, id)
+	if errors.Is(err, trail.ErrKeyNotFound) {
+		k, err = nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: read key: %w", err)
+	}
+	a.mu.Lock()
+	// Unknown ids are cached too, so that a flood of made-up ids costs the
+	// store one read per id and TTL; the table is dropped when it grows.
+	if len(a.cache) >= maxTrackedClients {
+		clear(a.cache)
+	}
+	a.cache[id] = cachedKey{key: k, at: now}
+	a.mu.Unlock()
+	return k, nil
+}
+
+// touch records the key's use in the store, at most once per touchEvery per
+// replica. A failure to record it does not fail the request.
+func (a *Authenticator) touch(ctx context.Context, id string, now time.Time) {
+	a.mu.Lock()
+	last, ok := a.touched[id]
+	due := !ok || now.Sub(last) >= touchEvery
+	if due {
+		a.touched[id] = now
+	}
+	a.mu.Unlock()
+	if due {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = a.keys.TouchKey(ctx, id, now)
+	}
+}
+
+// Allow charges n units (events written, or 1 per request) to p's rate.
+func (a *Authenticator) Allow(p *trail.Principal, n int) error {
+	return a.rates.Allow(p, n, a.now())
+}
+
+// TokenSecret returns the viewer-token secret shared through the store,
+// creating it on first use.
+func (a *Authenticator) TokenSecret(ctx context.Context) ([]byte, error) {
+	a.mu.Lock()
+	s := a.secret
+	a.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s, err := a.keys.TokenSecret(ctx, []byte(randomString(SecretLen, base62)))
+	if err != nil {
+		return nil, fmt.Errorf("auth: token secret: %w", err)
+	}
+	a.mu.Lock()
+	a.secret = s
+	a.mu.Unlock()
+	return s, nil
+}
+
+// MintToken returns a viewer token for tenant that lives ttl (0: the
+// default), and when it expires.
+func (a *Authenticator) MintToken(ctx context.Context, tenant string, ttl time.Duration) (string, time.Time, error) {
+	secret, err := a.TokenSecret(ctx)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return MintToken(secret, tenant, a.now(), ttl)
+}

@@ -1,0 +1,110 @@
+package auth
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/trail-audit/trail"
+	"golang.org/x/time/rate"
+)
+
+// KeyLimiter holds one token bucket per key: rate events per second with a
+// burst of twice as many (trail.Key.Rate). Buckets live in this process, so
+// a rate holds per replica (docs/SCALING.md).
+type KeyLimiter struct {
+	mu  sync.Mutex
+	lim map[string]*rate.Limiter
+}
+
+// NewKeyLimiter returns an empty KeyLimiter.
+func NewKeyLimiter() *KeyLimiter { return &KeyLimiter{lim: make(map[string]*rate.Limiter)} }
+
+// Allow takes n units (events, or 1 for a request that carries none) from
+// p's bucket at now. It returns nil if p has no rate, and a
+// *trail.RateLimitError saying when to retry if the bucket holds too few.
+// A batch larger than the burst is let through when the bucket is full, and
+// empties it, so that no batch is refused forever.
+func (l *KeyLimiter) Allow(p *trail.Principal, n int, now time.Time) error {
+	if p == nil || p.Rate <= 0 || p.KeyID == "" {
+		return nil
+	}
+	burst := max(1, int(math.Ceil(2*p.Rate)))
+	l.mu.Lock()
+	lim, ok := l.lim[p.KeyID]
+	if !ok || lim.Limit() != rate.Limit(p.Rate) {
+		lim = rate.NewLimiter(rate.Limit(p.Rate), burst)
+		l.lim[p.KeyID] = lim
+	}
+	l.mu.Unlock()
+	n = min(max(n, 1), burst)
+	r := lim.ReserveN(now, n)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return &trail.RateLimitError{
+			Policy: "key", Quota: max(1, int(math.Ceil(p.Rate))), Window: time.Second, RetryAfter: d,
+			Message: fmt.Sprintf("this key is limited to %g events/s (burst %d); retry after %s", p.Rate, burst, d.Round(time.Millisecond)),
+		}
+	}
+	return nil
+}
+
+// Failed authentications a client address may make per minute.
+const (
+	MaxAuthFailures   = 20
+	authFailureWindow = time.Minute
+	// maxTrackedClients bounds the failure table; past it, clients whose
+	// buckets have refilled are forgotten.
+	maxTrackedClients = 10000
+)
+
+// FailureLimiter limits failed authentications per client address, so that
+// keys cannot be guessed at speed: past MaxAuthFailures a minute, every
+// request from the address gets 429 until its bucket refills.
+type FailureLimiter struct {
+	mu  sync.Mutex
+	lim map[string]*rate.Limiter
+}
+
+// NewFailureLimiter returns an empty FailureLimiter.
+func NewFailureLimiter() *FailureLimiter { return &FailureLimiter{lim: make(map[string]*rate.Limiter)} }
+
+func (l *FailureLimiter) limiter(client string, now time.Time, create bool) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.lim[client]
+	if lim == nil && create {
+		if len(l.lim) >= maxTrackedClients {
+			for c, x := range l.lim {
+				if x.TokensAt(now) >= MaxAuthFailures {
+					delete(l.lim, c)
+				}
+			}
+		}
+		lim = rate.NewLimiter(rate.Every(authFailureWindow/MaxAuthFailures), MaxAuthFailures)
+		l.lim[client] = lim
+	}
+	return lim
+}
+
+// Check returns a *trail.RateLimitError if client has used up its failures.
+func (l *FailureLimiter) Check(client string, now time.Time) error {
+	lim := l.limiter(client, now, false)
+	if lim == nil {
+		return nil
+	}
+	if tokens := lim.TokensAt(now); tokens < 1 {
+		wait := time.Duration((1 - tokens) * float64(authFailureWindow/MaxAuthFailures))
+		return &trail.RateLimitError{
+			Policy: "auth", Quota: MaxAuthFailures, Window: authFailureWindow, RetryAfter: wait,
+			Message: fmt.Sprintf("too many failed authentications from this address (limit %d a minute)", MaxAuthFailures),
+		}
+	}
+	return nil
+}
+
+// Fail records one failed authentication by client.
+func (l *FailureLimiter) Fail(client string, now time.Time) {
+	l.limiter(client, now, true).AllowN(now, 1)
+}
