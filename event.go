@@ -57,6 +57,12 @@ type Event struct {
 	// maxRecord bounds the stored record's size (Prepare); 0 means
 	// DefaultLimits.MaxEventBytes. ParseEvent sets it from its Limits.
 	maxRecord int
+
+	// KeyID is the id of the API key that writes the event, set by the
+	// server (Principal.CheckEvents), never read from the input. It is
+	// outside the canonical encoding, so the idempotency digest ignores it:
+	// a replay of an id by another key keeps the original record.
+	KeyID string `json:"-"`
 }
 
 // wireEvent is the input shape: the event schema plus the legacy fields.

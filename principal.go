@@ -114,7 +114,7 @@ func (p *Principal) CheckVisible(tenant string) error {
 }
 
 // CheckEvents applies p's write scope and bindings to a batch before it is
-// prepared. It fills in the bound tenant and source.service where an event
+// prepared. It stamps each event with p's key id (the record's key_id), fills in the bound tenant and source.service where an event
 // has none, and refuses, with EFORBIDDEN and the index of every offending
 // item, an event that names another. A refused batch is left unchanged, so
 // that the batch stays atomic.
@@ -139,6 +139,7 @@ func (p *Principal) CheckEvents(events []*Event) error {
 		return &Error{Code: EFORBIDDEN, Message: msg, Items: bad}
 	}
 	for _, e := range events {
+		e.KeyID = p.KeyID
 		if p.Tenant != "" {
 			e.Tenant = p.Tenant
 		}

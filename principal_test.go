@@ -209,3 +209,46 @@ func TestRateLimitErrorCode(t *testing.T) {
 		t.Errorf("ErrorMessage: got %q, want %q", got, "slow down")
 	}
 }
+
+// TestKeyIDInRecord checks that the writing key's id is in the record
+// bytes, that the digest ignores it, and that a client cannot send it.
+func TestKeyIDInRecord(t *testing.T) {
+	in := `{"id":"e1","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	prepare := func(keyID string) *trail.Prepared {
+		t.Helper()
+		e, err := trail.ParseEvent([]byte(in), trail.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &trail.Principal{KeyID: keyID, Scopes: []trail.Scope{trail.ScopeWrite}}
+		if err := p.CheckEvents([]*trail.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+		prep, err := trail.Prepare(e, now, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prep
+	}
+	a, b := prepare("ka"), prepare("kb")
+	want := `{"id":"e1","log":"main","seq":0,"received_at":"2026-01-02T03:04:05Z","key_id":"ka","time":"2026-01-02T03:04:05Z","actor":{"id":"u"},"action":"a.b","source":{"service":"s"},"outcome":"unknown"}`
+	if got := string(a.Entry("main", 0).Bytes); got != want {
+		t.Fatalf("record bytes:\ngot  %s\nwant %s", got, want)
+	}
+	if a.Digest != b.Digest {
+		t.Errorf("digest depends on the writing key; want a replay by another key to match")
+	}
+	open := trail.OpenPrincipal
+	e, _ := trail.ParseEvent([]byte(in), trail.DefaultLimits)
+	if err := open.CheckEvents([]*trail.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	if prep, _ := trail.Prepare(e, now, nil); strings.Contains(string(prep.Entry("main", 0).Bytes), "key_id") {
+		t.Errorf("open mode wrote a key_id: %s", prep.Entry("main", 0).Bytes)
+	}
+	spoof := `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"key_id":"admin"}`
+	if _, err := trail.ParseEvent([]byte(spoof), trail.DefaultLimits); trail.ErrorCode(err) != trail.EINVALID || !strings.Contains(err.Error(), "key_id") {
+		t.Errorf("client-sent key_id: got %v, want EINVALID naming key_id", err)
+	}
+}

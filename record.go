@@ -25,6 +25,7 @@ type Record struct {
 // writer assigns log and seq.
 type Body struct {
 	ReceivedAt time.Time       `json:"received_at"`
+	KeyID      string          `json:"key_id,omitempty"` // the writing key; absent with auth off
 	Time       time.Time       `json:"time"`
 	Tenant     string          `json:"tenant,omitempty"`
 	Actor      Actor           `json:"actor"`
@@ -86,7 +87,7 @@ func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, er
 		t = *e.Time
 	}
 	p.Body = Body{
-		ReceivedAt: receivedAt, Time: t, Tenant: e.Tenant, Actor: e.Actor, Action: e.Action,
+		ReceivedAt: receivedAt, KeyID: e.KeyID, Time: t, Tenant: e.Tenant, Actor: e.Actor, Action: e.Action,
 		Target: e.Target, Source: e.Source, Outcome: e.Outcome, RequestID: e.RequestID, Data: e.Data,
 	}
 	if p.body, err = marshalNoEscape(&p.Body); err != nil {
