@@ -53,12 +53,16 @@ func PrincipalFromContext(ctx context.Context) *Principal {
 	return p
 }
 
-// Has reports whether p holds scope s.
+// Has reports whether p holds scope s. Audit includes read: an auditor
+// reads every tenant's records.
 func (p *Principal) Has(s Scope) bool {
-	if p == nil {
+	switch {
+	case p == nil:
 		return false
+	case p.Open, slices.Contains(p.Scopes, s):
+		return true
 	}
-	return p.Open || slices.Contains(p.Scopes, s)
+	return s == ScopeRead && slices.Contains(p.Scopes, ScopeAudit)
 }
 
 // Require returns nil if p holds scope s, an *Error with EUNAUTHORIZED if

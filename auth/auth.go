@@ -21,6 +21,11 @@ type Config struct {
 
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// OpenWhileNoKeys makes every caller the open principal for as long
+	// as the store holds no key: --auth auto on a loopback address. The
+	// first key created ends it, on every replica within the cache TTL.
+	OpenWhileNoKeys bool
 }
 
 // MaxCacheTTL bounds Config.CacheTTL.
@@ -38,7 +43,11 @@ type Authenticator struct {
 	fails *FailureLimiter
 	rates *KeyLimiter
 
+	openWhileNoKeys bool
+
 	mu      sync.Mutex
+	hasKeys bool      // a key exists; keys are never deleted, so it stays true
+	keysAt  time.Time // when hasKeys was last read as false
 	cache   map[string]cachedKey
 	touched map[string]time.Time
 	secret  []byte // viewer-token secret, loaded once
@@ -58,6 +67,7 @@ func New(cfg Config) *Authenticator {
 		keys: cfg.Keys, ttl: cfg.CacheTTL, now: cfg.Now,
 		fails: NewFailureLimiter(), rates: NewKeyLimiter(),
 		cache: make(map[string]cachedKey), touched: make(map[string]time.Time),
+		openWhileNoKeys: cfg.OpenWhileNoKeys,
 	}
 	if a.ttl <= 0 || a.ttl > MaxCacheTTL {
 		a.ttl = MaxCacheTTL
@@ -75,6 +85,12 @@ func New(cfg Config) *Authenticator {
 // is returned as such (a 503, not a 401, since the key may well be good).
 func (a *Authenticator) Authenticate(ctx context.Context, header, client string) (*trail.Principal, error) {
 	now := a.now()
+	if a.openWhileNoKeys {
+		open, err := a.noKeys(ctx, now)
+		if err != nil || open {
+			return trail.OpenPrincipal, err
+		}
+	}
 	if err := a.fails.Check(client, now); err != nil {
 		return nil, err
 	}
@@ -110,6 +126,28 @@ func (a *Authenticator) authenticate(ctx context.Context, header string, now tim
 	}
 	a.touch(ctx, id, now)
 	return trail.PrincipalOf(k), nil
+}
+
+// noKeys reports whether the store holds no key, read at most once per
+// cache TTL while it holds none.
+func (a *Authenticator) noKeys(ctx context.Context, now time.Time) (bool, error) {
+	a.mu.Lock()
+	has, at := a.hasKeys, a.keysAt
+	a.mu.Unlock()
+	if has {
+		return false, nil
+	}
+	if !at.IsZero() && now.Sub(at) < a.ttl && now.Sub(at) >= 0 {
+		return true, nil
+	}
+	keys, err := a.keys.ListKeys(ctx)
+	if err != nil {
+		return false, fmt.Errorf("auth: list keys: %w", err)
+	}
+	a.mu.Lock()
+	a.hasKeys, a.keysAt = len(keys) > 0, now
+	a.mu.Unlock()
+	return len(keys) == 0, nil
 }
 
 // key returns the key with the id (nil if there is none), from the cache

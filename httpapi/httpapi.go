@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -39,6 +40,13 @@ type Config struct {
 	// to whole seconds).
 	RetryAfter time.Duration
 
+	// Auth authenticates callers; nil turns authentication off, so that
+	// every caller may do everything (--auth off, or auto on loopback).
+	Auth Authenticator
+
+	// Keys serves /keys and /tokens; nil answers them with 404.
+	Keys KeyManager
+
 	// Logger gets internal errors in full (default slog.Default()) and, at
 	// debug level, one line per request.
 	Logger *slog.Logger
@@ -52,6 +60,9 @@ type server struct {
 	retryAfter string // seconds, for the Retry-After header
 	log        *slog.Logger
 	mux        *http.ServeMux
+	auth       Authenticator
+	keys       KeyManager
+	table      []Route // every route and its scope, for Routes
 }
 
 // New returns the API's handler. It panics if cfg lacks an Ingester or a
@@ -66,6 +77,8 @@ func New(cfg Config) http.Handler {
 		limits:   cfg.Limits,
 		log:      cfg.Logger,
 		mux:      http.NewServeMux(),
+		auth:     cfg.Auth,
+		keys:     cfg.Keys,
 	}
 	d := trail.DefaultLimits
 	if s.limits.MaxEventBytes <= 0 {
@@ -89,29 +102,36 @@ func New(cfg Config) http.Handler {
 	return s
 }
 
-// methods maps an HTTP method to its handler on one path.
-type methods map[string]http.HandlerFunc
+// methods maps an HTTP method to its endpoint on one path.
+type methods map[string]endpoint
 
-// routes registers every endpoint. Each path also gets a method-less
-// pattern that answers 405 with Allow, and "/" answers 404, so that the
-// mux's own plain-text errors never reach a client.
+// routes registers every endpoint with the scope it needs (auth.go). Each
+// path also gets a method-less pattern that answers 405 with Allow, and "/"
+// answers 404, so that the mux's own plain-text errors never reach a
+// client.
 func (s *server) routes() {
-	s.route("/logs", methods{"GET": s.handleLogsIndex, "POST": s.handleLogsCreate})
-	s.route("/logs/{id}", methods{"GET": s.handleLogsGet})
-	s.route("/logs/{id}/proof", methods{"GET": s.handleProofRecord})
-	s.route("/proof/consistency", methods{"GET": s.handleProofConsistency})
-	s.route("/export", methods{"GET": s.handleExport})
-	s.route("/checkpoint", methods{"GET": s.handleCheckpointGet})
-	s.route("/checkpoint/key", methods{"GET": s.handleCheckpointKey})
-	s.route("/healthz", methods{"GET": s.handleHealthz})
-	s.route("/readyz", methods{"GET": s.handleReadyz})
+	read, write, audit, admin := trail.ScopeRead, trail.ScopeWrite, trail.ScopeAudit, trail.ScopeAdmin
+	s.route("/logs", methods{"GET": {read, s.handleLogsIndex}, "POST": {write, s.handleLogsCreate}})
+	s.route("/logs/{id}", methods{"GET": {read, s.handleLogsGet}})
+	s.route("/logs/{id}/proof", methods{"GET": {read, s.handleProofRecord}})
+	s.route("/proof/consistency", methods{"GET": {audit, s.handleProofConsistency}})
+	s.route("/export", methods{"GET": {audit, s.handleExport}})
+	s.route("/keys", methods{"GET": {admin, s.handleKeysIndex}, "POST": {admin, s.handleKeysCreate}})
+	s.route("/keys/{id}/revoke", methods{"POST": {admin, s.handleKeysRevoke}})
+	s.route("/tokens", methods{"POST": {admin, s.handleTokensCreate}})
+	s.route("/checkpoint", methods{"GET": {Public, s.handleCheckpointGet}})
+	s.route("/checkpoint/key", methods{"GET": {Public, s.handleCheckpointKey}})
+	s.route("/healthz", methods{"GET": {Public, s.handleHealthz}})
+	s.route("/readyz", methods{"GET": {Public, s.handleReadyz}})
 	s.mux.HandleFunc("/", s.handleNotFound)
 }
 
 func (s *server) route(path string, m methods) {
 	var allow []string
-	for method, h := range m {
-		s.mux.HandleFunc(method+" "+path, h)
+	for _, method := range slices.Sorted(maps.Keys(m)) {
+		e := m[method]
+		s.mux.HandleFunc(method+" "+path, s.guard(e.scope, e.h))
+		s.table = append(s.table, Route{Method: method, Path: path, Scope: e.scope})
 		allow = append(allow, method)
 		if method == "GET" {
 			allow = append(allow, "HEAD") // GET patterns also match HEAD

@@ -54,6 +54,13 @@ func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 		e, err = trail.ParseEvent(body, s.limits)
 		events, single = []*trail.Event{e}, true
 	}
+	if err == nil {
+		// The one place a write meets its key: bindings, key_id, rate.
+		p := trail.PrincipalFromContext(r.Context())
+		if err = p.CheckEvents(events); err == nil {
+			err = s.allow(p, len(events))
+		}
+	}
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -136,10 +143,7 @@ func (s *server) handleLogsGet(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	e, err := s.store.Get(r.Context(), id)
-	if trail.ErrorCode(err) == trail.ENOTFOUND {
-		err = trail.Errorf(trail.ENOTFOUND, "no record has id %q", id)
-	}
+	e, err := s.visible(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -147,7 +151,7 @@ func (s *server) handleLogsGet(w http.ResponseWriter, r *http.Request) {
 	etag := `"` + leafHash(e).String() + `"` // tlog.Hash.String is standard base64
 	h := w.Header()
 	h.Set("ETag", etag)
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("Cache-Control", recordCacheControl(r.Context()))
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -186,6 +190,9 @@ func (s *server) handleLogsIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Vary", "Accept")
 	stream := acceptsNDJSON(r.Header)
 	f, limit, err := parseListQuery(r.URL.Query(), stream)
+	if err == nil {
+		err = trail.PrincipalFromContext(r.Context()).NarrowFilter(f)
+	}
 	if err != nil {
 		s.error(w, r, err)
 		return

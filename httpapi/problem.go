@@ -35,6 +35,9 @@ var codes = map[string]struct {
 	trail.ECONFLICT:      {http.StatusConflict, "Id already used by other content"},
 	trail.EUNAVAILABLE:   {http.StatusServiceUnavailable, "Unavailable; retry later"},
 	trail.EINTERNAL:      {http.StatusInternalServerError, "Internal error"},
+	trail.EUNAUTHORIZED:  {http.StatusUnauthorized, "Unauthorized"},
+	trail.EFORBIDDEN:     {http.StatusForbidden, "Forbidden"},
+	trail.ERATELIMITED:   {http.StatusTooManyRequests, "Too many requests"},
 	codeMethodNotAllowed: {http.StatusMethodNotAllowed, "Method not allowed"},
 	codeNotCovered:       {http.StatusNotFound, "Not yet covered by a signed checkpoint"},
 }
@@ -78,6 +81,7 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if c.status == http.StatusServiceUnavailable || code == codeNotCovered {
 		h.Set("Retry-After", s.retryAfter)
 	}
+	setAuthHeaders(h, code, err)
 	// A problem is about this moment (a record may appear later): keep it
 	// out of caches, and drop headers a handler set for a success.
 	h.Set("Cache-Control", "no-store")

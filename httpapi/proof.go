@@ -61,10 +61,7 @@ func (s *server) handleProofRecord(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	e, err := s.store.Get(ctx, id)
-	if trail.ErrorCode(err) == trail.ENOTFOUND {
-		err = trail.Errorf(trail.ENOTFOUND, "no record has id %q", id)
-	}
+	e, err := s.visible(ctx, id)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -105,7 +102,7 @@ func (s *server) handleProofRecord(w http.ResponseWriter, r *http.Request) {
 	}
 	cache := "no-cache"
 	if sizeParam != "" {
-		cache = "public, max-age=31536000, immutable" // a fixed tree never changes
+		cache = recordCacheControl(ctx) // a fixed tree never changes
 	}
 	w.Header().Set("Cache-Control", cache)
 	writeJSON(w, http.StatusOK, trail.RecordProof{
