@@ -22,6 +22,11 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
+	// FailuresPerMinute is how many failed authentications a client
+	// address may make a minute before it gets 429; default
+	// MaxAuthFailures.
+	FailuresPerMinute int
+
 	// OpenWhileNoKeys makes every caller the open principal for as long
 	// as the store holds no key: --auth auto on a loopback address. The
 	// first key created ends it, on every replica within the cache TTL.
@@ -65,7 +70,7 @@ func New(cfg Config) *Authenticator {
 	}
 	a := &Authenticator{
 		keys: cfg.Keys, ttl: cfg.CacheTTL, now: cfg.Now,
-		fails: NewFailureLimiter(), rates: NewKeyLimiter(),
+		fails: NewFailureLimiter(cfg.FailuresPerMinute), rates: NewKeyLimiter(),
 		cache: make(map[string]cachedKey), touched: make(map[string]time.Time),
 		openWhileNoKeys: cfg.OpenWhileNoKeys,
 	}

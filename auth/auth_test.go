@@ -182,7 +182,7 @@ func TestKeyLimiter(t *testing.T) {
 }
 
 func TestFailureLimiter(t *testing.T) {
-	l := auth.NewFailureLimiter()
+	l := auth.NewFailureLimiter(0)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for i := 0; i < auth.MaxAuthFailures; i++ {
 		if err := l.Check("10.0.0.1", now); err != nil {

@@ -60,15 +60,23 @@ const (
 )
 
 // FailureLimiter limits failed authentications per client address, so that
-// keys cannot be guessed at speed: past MaxAuthFailures a minute, every
-// request from the address gets 429 until its bucket refills.
+// keys cannot be guessed at speed: past its limit a minute (default
+// MaxAuthFailures), every request from the address gets 429 until its
+// bucket refills.
 type FailureLimiter struct {
-	mu  sync.Mutex
-	lim map[string]*rate.Limiter
+	perMinute int
+	mu        sync.Mutex
+	lim       map[string]*rate.Limiter
 }
 
-// NewFailureLimiter returns an empty FailureLimiter.
-func NewFailureLimiter() *FailureLimiter { return &FailureLimiter{lim: make(map[string]*rate.Limiter)} }
+// NewFailureLimiter returns an empty FailureLimiter that allows perMinute
+// failures a minute per address (MaxAuthFailures if perMinute <= 0).
+func NewFailureLimiter(perMinute int) *FailureLimiter {
+	if perMinute <= 0 {
+		perMinute = MaxAuthFailures
+	}
+	return &FailureLimiter{perMinute: perMinute, lim: make(map[string]*rate.Limiter)}
+}
 
 func (l *FailureLimiter) limiter(client string, now time.Time, create bool) *rate.Limiter {
 	l.mu.Lock()
@@ -77,12 +85,12 @@ func (l *FailureLimiter) limiter(client string, now time.Time, create bool) *rat
 	if lim == nil && create {
 		if len(l.lim) >= maxTrackedClients {
 			for c, x := range l.lim {
-				if x.TokensAt(now) >= MaxAuthFailures {
+				if x.TokensAt(now) >= float64(l.perMinute) {
 					delete(l.lim, c)
 				}
 			}
 		}
-		lim = rate.NewLimiter(rate.Every(authFailureWindow/MaxAuthFailures), MaxAuthFailures)
+		lim = rate.NewLimiter(rate.Limit(float64(l.perMinute)/authFailureWindow.Seconds()), l.perMinute)
 		l.lim[client] = lim
 	}
 	return lim
@@ -95,10 +103,10 @@ func (l *FailureLimiter) Check(client string, now time.Time) error {
 		return nil
 	}
 	if tokens := lim.TokensAt(now); tokens < 1 {
-		wait := time.Duration((1 - tokens) * float64(authFailureWindow/MaxAuthFailures))
+		wait := time.Duration((1 - tokens) * float64(authFailureWindow) / float64(l.perMinute))
 		return &trail.RateLimitError{
-			Policy: "auth", Quota: MaxAuthFailures, Window: authFailureWindow, RetryAfter: wait,
-			Message: fmt.Sprintf("too many failed authentications from this address (limit %d a minute)", MaxAuthFailures),
+			Policy: "auth", Quota: l.perMinute, Window: authFailureWindow, RetryAfter: wait,
+			Message: fmt.Sprintf("too many failed authentications from this address (limit %d a minute)", l.perMinute),
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"net/http"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/auth"
 	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
 )
@@ -32,12 +33,20 @@ type Config struct {
 	// Reader is what the API reads, by default the store itself. Tests set
 	// it to the store wrapped with faults.
 	Reader trail.Reader
+
+	// Auth turns authentication on, with the keys the store keeps (its Keys
+	// is filled in). Nil turns it off: every caller may do everything. Key
+	// management (/keys, /tokens) is served either way.
+	Auth *auth.Config
 }
 
 // A Node is an ingester writing one store and the API over it.
 type Node struct {
 	Ingester *ingest.Ingester
 	Handler  http.Handler
+	// Keys manages the store's API keys, logging each change; nil if the
+	// store keeps no keys.
+	Keys *auth.Manager
 }
 
 // New starts the ingester on store, after its start-up integrity check
@@ -58,8 +67,26 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	if read == nil {
 		read = store
 	}
-	h := httpapi.New(httpapi.Config{Ingester: ing, Store: read, Limits: cfg.Limits, Logger: cfg.Logger})
-	return &Node{Ingester: ing, Handler: h}, nil
+	n := &Node{Ingester: ing}
+	hc := httpapi.Config{Ingester: ing, Store: read, Limits: cfg.Limits, Logger: cfg.Logger}
+	if ks, ok := store.(trail.KeyStore); ok {
+		ac := auth.Config{}
+		if cfg.Auth != nil {
+			ac = *cfg.Auth
+		}
+		ac.Keys = ks
+		a := auth.New(ac)
+		n.Keys = &auth.Manager{Keys: ks, Ingester: ing, Auth: a}
+		hc.Keys = n.Keys
+		if cfg.Auth != nil {
+			hc.Auth = a
+		}
+	} else if cfg.Auth != nil {
+		ing.Close(ctx)
+		return nil, fmt.Errorf("authentication is on, but the store cannot keep API keys")
+	}
+	n.Handler = httpapi.New(hc)
+	return n, nil
 }
 
 // Close stops taking writes, commits everything queued and signs a final

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/auth"
 	"github.com/trail-audit/trail/ingest"
 	"github.com/trail-audit/trail/internal/node"
 	"github.com/trail-audit/trail/internal/testmongo"
@@ -45,6 +46,12 @@ type Config struct {
 	WrapHandler func(http.Handler) http.Handler
 
 	Logger *slog.Logger // default: discard
+
+	// Auth turns authentication on (node.Config.Auth); nil leaves it off.
+	Auth *auth.Config
+	// URI is the mongo backend's database; default a fresh one. Servers
+	// given one URI are replicas over one database.
+	URI string
 }
 
 // A Server is a running test server.
@@ -56,6 +63,7 @@ type Server struct {
 	Ingester *ingest.Ingester
 	Verifier string // "" if signing is off
 	Log      string // the log the server writes
+	Keys     *auth.Manager
 }
 
 // MustOpen starts a test server and closes it, ingester and store, when the
@@ -73,6 +81,7 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		Ingest: ingest.Config{CheckpointInterval: cfg.CheckpointInterval, Origin: Origin},
 		Limits: cfg.Limits,
 		Logger: logger,
+		Auth:   cfg.Auth,
 	}
 	if nc.Ingest.CheckpointInterval == 0 {
 		nc.Ingest.CheckpointInterval = 5 * time.Millisecond
@@ -96,7 +105,7 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		s.Store.Close()
 		tb.Fatalf("node.New: %v", err)
 	}
-	s.Ingester, s.Log = n.Ingester, n.Ingester.Head().Log
+	s.Ingester, s.Log, s.Keys = n.Ingester, n.Ingester.Head().Log, n.Keys
 	h := n.Handler
 	if cfg.WrapHandler != nil {
 		h = cfg.WrapHandler(h)
@@ -130,7 +139,10 @@ func mustOpenStore(tb testing.TB, dir string, cfg Config) (st trail.Store, path,
 		}
 		return st, path, ""
 	case "mongo":
-		uri = testmongo.DatabaseURI(tb)
+		uri = cfg.URI
+		if uri == "" {
+			uri = testmongo.DatabaseURI(tb)
+		}
 		st, err := mongo.Open(context.Background(), mongo.Config{
 			URI: uri, LeaseTTL: cfg.LeaseTTL, Now: cfg.Now, Logger: slog.New(slog.DiscardHandler),
 		})
