@@ -56,6 +56,7 @@ type Client struct {
 	tlsConfig  *tls.Config    // from WithTLSConfig
 	caPool     *x509.CertPool // from WithCAFile
 	optErr     error          // an option that failed; every request reports it
+	token      string         // sent as Authorization: Bearer
 }
 
 // An Option configures a Client.
@@ -82,6 +83,12 @@ func WithBackoff(lo, hi time.Duration) Option {
 // is retried only when the server answered that it stored nothing.
 func WithIDs(newID func() string) Option {
 	return func(c *Client) { c.newID = newID }
+}
+
+// WithToken makes the client authenticate with an API key or a viewer
+// token, sent as "Authorization: Bearer <token>" on every request.
+func WithToken(token string) Option {
+	return func(c *Client) { c.token = token }
 }
 
 // WithUserAgent sets the User-Agent header.
@@ -320,6 +327,9 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 			req.Header.Set("Accept", r.accept)
 		}
 		req.Header.Set("User-Agent", c.userAgent)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
 
 		start := time.Now()
 		resp, err := c.hc.Do(req)

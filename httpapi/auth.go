@@ -120,9 +120,9 @@ func (s *server) visible(ctx context.Context, id string) (*trail.Entry, error) {
 	return e, err
 }
 
-// recordCacheControl is the Cache-Control of a record. Records never
-// change, but with authentication on, a shared cache must not hand one
-// tenant's record to another caller.
+// recordCacheControl is the Cache-Control of a record or a fixed proof.
+// They never change, but with authentication on, a shared cache must not
+// hand one tenant's record, or an audit-only proof, to another caller.
 func recordCacheControl(ctx context.Context) string {
 	if p := trail.PrincipalFromContext(ctx); p != nil && p.Open {
 		return "public, max-age=31536000, immutable"

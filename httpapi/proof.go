@@ -169,7 +169,7 @@ func (s *server) handleProofConsistency(w http.ResponseWriter, r *http.Request) 
 	}
 	cache := "no-cache"
 	if q.Get("to") != "" {
-		cache = "public, max-age=31536000, immutable"
+		cache = recordCacheControl(r.Context()) // private with auth on: audit only
 	}
 	w.Header().Set("Cache-Control", cache)
 	writeJSON(w, http.StatusOK, trail.ConsistencyProof{Log: log, From: from, To: to, Proof: proof})

@@ -20,10 +20,11 @@ func (c *cli) runExport(ctx context.Context, args []string) error {
 	caFileFlag(fs, &caFile)
 	log := fs.String("log", "", "log to export (default: the server's own log)")
 	out := fs.String("o", "-", "output file (- for standard output)")
+	token := fs.String("token", "", "API `key` with scope audit (prefer TRAIL_TOKEN)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	body, err := client.New(*url, caFileOption(caFile)...).Export(ctx, *log, 0, -1)
+	body, err := client.New(*url, append(caFileOption(caFile), client.WithToken(*token))...).Export(ctx, *log, 0, -1)
 	if err != nil {
 		return fmt.Errorf("export: %w (is the server at %s running? set --url)", err, *url)
 	}

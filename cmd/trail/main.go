@@ -95,6 +95,7 @@ Commands:
 	export    export a log
 	verify    check a log against its signed checkpoints
 	keygen    create the checkpoint signing key; print its verifier key
+	keys      create, list and revoke API keys
 	version   print the version
 
 Run "trail <command> -h" for a command's flags. Every flag can also be set
@@ -126,6 +127,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.runVerify(ctx, args)
 	case "keygen":
 		return c.runKeygen(ctx, args)
+	case "keys":
+		return c.runKeys(ctx, args)
 	case "version":
 		fmt.Fprintln(c.stdout, versionString())
 		return nil

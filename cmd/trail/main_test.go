@@ -96,7 +96,7 @@ func runMain(ctx context.Context, stdin string, args ...string) (code int, stdou
 var serveFlags = []string{
 	"addr", "data", "store", "log", "origin", "key-file", "checkpoint-interval", "commit-max-events",
 	"commit-max-wait", "queue-events", "max-event-bytes", "max-request-bytes", "max-batch-events",
-	"lease-ttl", "log-level", "log-format", "shutdown-timeout", "debug-addr", "tls-cert", "tls-key", "store-file",
+	"lease-ttl", "log-level", "log-format", "shutdown-timeout", "debug-addr", "tls-cert", "tls-key", "store-file", "auth",
 }
 
 func TestServeHelpListsEveryFlag(t *testing.T) {

@@ -22,6 +22,7 @@ type clientFlags struct {
 	caFile  string
 	retries int
 	timeout time.Duration
+	token   string
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
@@ -29,10 +30,11 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	caFileFlag(fs, &f.caFile)
 	fs.IntVar(&f.retries, "retries", client.DefaultRetries, "retries of a request refused with 503 or lost to a connection error (0: none)")
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "give up on one request, retries included, after `duration`")
+	fs.StringVar(&f.token, "token", "", "API `key` or viewer token, sent as Authorization: Bearer (prefer TRAIL_TOKEN: arguments are visible to other users)")
 }
 
 func (f *clientFlags) client(opts ...client.Option) *client.Client {
-	base := []client.Option{client.WithRetries(f.retries), client.WithUserAgent("trail-cli/" + versionString())}
+	base := []client.Option{client.WithRetries(f.retries), client.WithUserAgent("trail-cli/" + versionString()), client.WithToken(f.token)}
 	return client.New(f.url, append(append(base, caFileOption(f.caFile)...), opts...)...)
 }
 

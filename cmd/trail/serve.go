@@ -39,6 +39,7 @@ type serveConfig struct {
 	logFormat          string
 	debugAddr          string
 	tls                tlsFlags
+	auth               string
 }
 
 const serveAbout = `Serve runs the trail service: the HTTP API of docs/API.md over an embedded
@@ -73,6 +74,7 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "the `duration` a graceful shutdown may take before open connections are closed")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "auto", "log `format`: text, json, or auto (text on a terminal, else json)")
+	fs.StringVar(&cfg.auth, "auth", authAuto, "`mode`: on (every request but /checkpoint and health needs a key), off, or auto (on unless no key exists and --addr is loopback; refuses a non-loopback address with no keys)")
 	fs.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this `address`, apart from the API (off if empty; keep it private)")
 	cfg.tls.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -110,6 +112,14 @@ func (cfg *serveConfig) validate() error {
 	if err := nonNegative("commit-max-wait", cfg.commitMaxWait); err != nil {
 		return err
 	}
+	if err := cfg.validateStore(); err != nil {
+		return err
+	}
+	return validAuthMode(cfg.auth)
+}
+
+// validateStore checks the flags that locate the store and the signing key.
+func (cfg *serveConfig) validateStore() error {
 	if err := cfg.readStoreFile(); err != nil {
 		return err
 	}

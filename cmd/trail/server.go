@@ -90,7 +90,12 @@ func (s *server) open(ctx context.Context) error {
 		return fmt.Errorf("serve: signing key: %w (set --key-file, or fix the file's permissions)", err)
 	}
 	s.verifier = verifier
+	authCfg, err := authConfig(life, cfg, ln.Addr(), s.store, s.logger)
+	if err != nil {
+		return err
+	}
 	s.node, err = node.New(life, s.store, node.Config{
+		Auth: authCfg,
 		Ingest: ingest.Config{
 			MaxBatch:           cfg.commitMaxEvents,
 			MaxWait:            cfg.commitMaxWait,

@@ -52,6 +52,7 @@ func (c *cli) runVerify(ctx context.Context, args []string) error {
 	statePath := fs.String("state", defaultStatePath(), "file that remembers the last checkpoint seen of each log")
 	quick := fs.Bool("quick", false, "check the signature and consistency only, not every record")
 	wait := fs.Duration("wait", 3*time.Second, "how long records past the checkpoint may wait to be signed")
+	token := fs.String("token", "", "API `key` with scope audit (prefer TRAIL_TOKEN)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func (c *cli) runVerify(ctx context.Context, args []string) error {
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
-	a := client.NewAuditor(client.New(*url, caFileOption(caFile)...), vkey, state)
+	a := client.NewAuditor(client.New(*url, append(caFileOption(caFile), client.WithToken(*token))...), vkey, state)
 	a.TailWait = *wait
 	a.Logf = func(format string, args ...any) { fmt.Fprintf(c.stdout, format+"\n", args...) }
 	a.Progress = progressFunc(c.stderr, "audit", "records")
