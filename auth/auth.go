@@ -155,6 +155,15 @@ func (a *Authenticator) noKeys(ctx context.Context, now time.Time) (bool, error)
 	return len(keys) == 0, nil
 }
 
+// KeyCreated tells a that a key now exists, so that a server open until the
+// first key (OpenWhileNoKeys) closes at once on the replica that made it,
+// rather than after the cache TTL.
+func (a *Authenticator) KeyCreated() {
+	a.mu.Lock()
+	a.hasKeys = true
+	a.mu.Unlock()
+}
+
 // key returns the key with the id (nil if there is none), from the cache
 // if it was read less than the TTL ago.
 func (a *Authenticator) key(ctx context.Context, id string, now time.Time) (*trail.Key, error) {

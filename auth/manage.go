@@ -99,6 +99,9 @@ func (m *Manager) CreateKey(ctx context.Context, spec *trail.Key, by *trail.Prin
 	if err := m.Keys.CreateKey(ctx, &k); err != nil {
 		return nil, "", err
 	}
+	if m.Auth != nil {
+		m.Auth.KeyCreated()
+	}
 	return &k, FormatKey(k.ID, secret), nil
 }
 
