@@ -121,6 +121,14 @@ func ParseEvent(b []byte, lim Limits) (*Event, error) {
 	if err := decodeStrict(b, &w); err != nil {
 		return nil, err
 	}
+	if lim.DefaultSource != "" && w.SrcService == nil {
+		if w.Source == nil {
+			w.Source = &Source{}
+		}
+		if w.Source.Service == "" {
+			w.Source.Service = lim.DefaultSource
+		}
+	}
 	e, err := w.event()
 	if err != nil {
 		return nil, err

@@ -252,3 +252,18 @@ func TestKeyIDInRecord(t *testing.T) {
 		t.Errorf("client-sent key_id: got %v, want EINVALID naming key_id", err)
 	}
 }
+
+func TestParseEventDefaultSource(t *testing.T) {
+	lim := trail.DefaultLimits
+	lim.DefaultSource = "billing"
+	for _, in := range []string{`{"action":"a.b","actor":{"id":"u"}}`, `{"action":"a.b","actor":{"id":"u"},"source":{"host":"h"}}`} {
+		e, err := trail.ParseEvent([]byte(in), lim)
+		if err != nil || e.Source.Service != "billing" {
+			t.Errorf("ParseEvent(%s): got %+v, %v; want source.service billing", in, e, err)
+		}
+	}
+	// A named source stays, for CheckEvents to judge.
+	if e, err := trail.ParseEvent([]byte(`{"action":"a.b","actor":{"id":"u"},"src_service":"auth"}`), lim); err != nil || e.Source.Service != "auth" {
+		t.Errorf("legacy src_service: got %+v, %v; want auth", e, err)
+	}
+}

@@ -33,6 +33,11 @@ type Limits struct {
 	MaxEventBytes   int   // one event's encoded size
 	MaxRequestBytes int64 // one request body
 	MaxBatchEvents  int   // events in one request
+
+	// DefaultSource is the source.service of an event that names none: the
+	// binding of a source-bound key, so that such a producer may leave it
+	// out. "" keeps source.service required.
+	DefaultSource string
 }
 
 // DefaultLimits are the limits of DESIGN.md §2.

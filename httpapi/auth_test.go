@@ -328,6 +328,12 @@ func TestSpoofing(t *testing.T) {
 	if rec.Tenant != "A" || rec.Source.Service != "billing" || rec.KeyID != id {
 		t.Errorf("stored record: got tenant %q source %q key_id %q, want A, billing, %s", rec.Tenant, rec.Source.Service, rec.KeyID, id)
 	}
+	// A source-bound key may leave source.service out, in any shape.
+	for _, body := range []string{`{"action":"a.b","actor":{"id":"u"}}`, `{"action":"a.b","actor":{"id":"u"},"source":{"host":"h1"}}`, `[{"user_id":"u","event_type":"a.b"}]`} {
+		ts.as(t, billing, "POST", "/logs", body).wantStatus(t, http.StatusCreated)
+	}
+	unbound := ts.mustKey(t, trail.Key{Scopes: []trail.Scope{trail.ScopeWrite}})
+	ts.as(t, unbound, "POST", "/logs", `{"action":"a.b","actor":{"id":"u"}}`).problem(t, http.StatusBadRequest)
 	// A client cannot claim a key_id.
 	ts.as(t, billing, "POST", "/logs", ev(`,"key_id":"`+id+`"`)).problem(t, http.StatusBadRequest)
 }

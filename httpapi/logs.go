@@ -40,18 +40,23 @@ func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// A source-bound key may leave source.service out; CheckEvents fills it.
+	lim := s.limits
+	if p := trail.PrincipalFromContext(r.Context()); p != nil {
+		lim.DefaultSource = p.Source
+	}
 	var events []*trail.Event
 	single := false
 	switch {
 	case len(bytes.TrimSpace(body)) == 0:
 		err = trail.Errorf(trail.EINVALID, "request body is empty; send an event object, an array of events or NDJSON")
 	case kind == bodyNDJSON:
-		events, err = trail.ParseNDJSON(body, s.limits)
+		events, err = trail.ParseNDJSON(body, lim)
 	case bytes.TrimLeft(body, " \t\r\n")[0] == '[':
-		events, err = trail.ParseBatch(body, s.limits)
+		events, err = trail.ParseBatch(body, lim)
 	default:
 		var e *trail.Event
-		e, err = trail.ParseEvent(body, s.limits)
+		e, err = trail.ParseEvent(body, lim)
 		events, single = []*trail.Event{e}, true
 	}
 	if err == nil {
