@@ -92,8 +92,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, header, client string)
 	now := a.now()
 	if a.openWhileNoKeys {
 		open, err := a.noKeys(ctx, now)
-		if err != nil || open {
-			return trail.OpenPrincipal, err
+		if err != nil {
+			return nil, err
+		} else if open {
+			return trail.OpenPrincipal, nil
 		}
 	}
 	if err := a.fails.Check(client, now); err != nil {
