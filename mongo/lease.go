@@ -28,9 +28,14 @@ type lease struct {
 
 // claim takes a log for writing: the first log of this prefix whose lease
 // expired and that is not sealed, else a new one. Taking over a log settles
-// its pending batch; a batch that cannot be completed seals the log. The
-// caller holds wmu.
+// its pending batch; a batch that cannot be completed seals the log. So
+// does leaving the log this store still owns. The caller holds wmu.
 func (s *Store) claim(ctx context.Context) error {
+	if s.head != "" {
+		if _, _, err := s.settleOwn(ctx, s.head); err != nil {
+			return fmt.Errorf("claim log: leave %s: %w", s.head, err)
+		}
+	}
 	s.head, s.committed, s.fenced, s.inDoubt, s.settled = "", 0, false, nil, nil
 	for attempt := 0; attempt < 100; attempt++ {
 		docs, err := s.findLogs(ctx, bson.D{})
@@ -138,11 +143,11 @@ func (s *Store) release(ctx context.Context, log string) error {
 	return nil
 }
 
-// settlePending settles the batch that the previous owner of d, a log this
-// store has just seized, left pending. If all its records are stored, it
-// completes the batch; if none is, it drops it; else it seals the log at
-// its committed size, since the missing records are lost and the stored
-// ones hold their seqs. It returns the log's size and whether the log can
+// settlePending settles the batch left pending in d, a log this store owns:
+// one it has just seized from a dead owner, or one it is leaving. If all
+// its records are stored, it completes the batch; if none is, it drops it;
+// else it seals the log at its committed size, since the missing records
+// are lost and the stored ones hold their seqs. It returns the log's size and whether the log can
 // take more batches.
 func (s *Store) settlePending(ctx context.Context, d logDoc) (int64, bool, error) {
 	p := d.Pending
@@ -163,7 +168,7 @@ func (s *Store) settlePending(ctx context.Context, d logDoc) (int64, bool, error
 		if err != nil || !ok {
 			return 0, false, err
 		}
-		s.log.Warn("completed the batch of a dead owner", "log", d.ID, "first", p.First, "n", p.N, "size", p.First+p.N)
+		s.log.Warn("completed a pending batch", "log", d.ID, "owner", d.Owner, "first", p.First, "n", p.N, "size", p.First+p.N)
 		return p.First + p.N, true, nil
 	case len(recs) == 0:
 		// The batch's claims are left stale: the next batch that meets
@@ -179,13 +184,13 @@ func (s *Store) settlePending(ctx context.Context, d logDoc) (int64, bool, error
 		if res.MatchedCount == 0 {
 			return 0, false, nil
 		}
-		s.log.Warn("dropped the unwritten batch of a dead owner", "log", d.ID, "first", p.First, "n", p.N)
+		s.log.Warn("dropped a pending batch with no record stored", "log", d.ID, "owner", d.Owner, "first", p.First, "n", p.N)
 		return d.Committed, true, nil
 	}
 	if err := s.seal(ctx, d.ID, p.Tok); err != nil {
 		return 0, false, err
 	}
-	s.log.Warn("sealed log: its owner died mid-batch", "log", d.ID, "size", p.First, "first", p.First, "n", p.N, "stored", len(recs))
+	s.log.Warn("sealed log: a pending batch was stored in part", "log", d.ID, "owner", d.Owner, "size", p.First, "first", p.First, "n", p.N, "stored", len(recs))
 	return p.First, false, nil
 }
 

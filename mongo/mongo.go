@@ -345,10 +345,15 @@ func (s *Store) Close() error {
 				s.log.Warn("close: in-doubt batch left for the next owner", "log", s.head, "err", err)
 			}
 		}
-		if s.head != "" && !s.fenced {
-			// A batch still pending stays in the document: whoever claims
-			// the log next settles it.
-			if err := s.release(ctx, s.head); err != nil {
+		if s.head != "" {
+			// What the log's document has pending, if it is still ours,
+			// is settled as a takeover would; if MongoDB does not answer,
+			// whoever claims the log next settles it.
+			_, _, err := s.settleOwn(ctx, s.head)
+			if err == nil && !s.fenced {
+				err = s.release(ctx, s.head)
+			}
+			if err != nil {
 				s.closeErr = fmt.Errorf("mongo: close: %w", err)
 			}
 		}

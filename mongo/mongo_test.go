@@ -775,3 +775,141 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+// TestCommitUndoneByStaleUpdate puts a log's document in the state a lost
+// update leaves on FerretDB, which updates by read, modify, write back: a
+// lease renewal of the store's own that outlived its deadline (right after
+// the server came back) wrote back the copy it had read before the writer's
+// commit, or before its reserve, so the committed size is back before the
+// acknowledged batch, which may be pending again. The store must restore
+// that batch (all its records are stored) and go on writing its log. It
+// used to take the refused reserve for a takeover, move to a new log and
+// leave the batch invisible to every other replica, and pending for no one
+// (TestMongoOutage failed so).
+func TestCommitUndoneByStaleUpdate(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		pending bool // the stale copy was read after the reserve
+	}{{"PendingAgain", true}, {"BeforeReserve", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			uri := NewDatabaseURI(t)
+			s := MustOpenStore(t, uri, Config{LeaseTTL: time.Minute})
+			b := storetest.NewBuilder(mustHead(t, s).Log)
+			storetest.Append(t, s, b, storetest.Events(2)...)
+			acked := storetest.Append(t, s, b, storetest.Events(3)...)
+			recs, err := s.recordsAt(ctx, "log-1", 2, 3)
+			if err != nil || len(recs) != 3 {
+				t.Fatalf("records of the acknowledged batch: got %d, %v; want 3", len(recs), err)
+			}
+			var pending *pendingDoc
+			if tt.pending {
+				pending = &pendingDoc{First: 2, N: 3, Tok: recs[0].Tok}
+			}
+			_, err = s.logs.UpdateOne(ctx, bson.D{{Key: "_id", Value: "log-1"}}, bson.D{{Key: "$set", Value: bson.D{
+				{Key: "committed", Value: int64(2)}, {Key: "pending", Value: pending}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if err := s.Append(ctx, b.Entries(t, storetest.Events(1)...)); err != nil {
+				t.Errorf("Append after the stale write-back: got %v, want nil", err)
+			}
+			if h := mustHead(t, s); h != (trail.Head{Log: "log-1", Size: 6}) {
+				t.Errorf("Head: got %+v, want {log-1 6} (the store keeps its log)", h)
+			}
+			d, err := s.readLog(ctx, "log-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Committed != 6 || d.Pending != nil || d.Sealed {
+				t.Errorf("log-1: got committed %d, pending %+v, sealed %v; want 6, none, false", d.Committed, d.Pending, d.Sealed)
+			}
+			// Another replica, with no cached sizes, sees what was acknowledged.
+			r := MustOpenStore(t, uri, Config{LeaseTTL: time.Minute})
+			if m, err := r.Lookup(ctx, ids(acked)); err != nil || len(m) != 3 {
+				t.Errorf("another replica's Lookup of the acknowledged batch: got %d entries, %v; want 3", len(m), err)
+			}
+		})
+	}
+}
+
+// TestLeavingSettlesPending checks that a store that leaves a log it still
+// owns, with a batch pending there that it no longer tracks (its commit was
+// refused and settling failed, or it was fenced while MongoDB was away),
+// settles the batch as the next owner would: completes it if every record
+// is stored, drops it if none is, and seals the log otherwise. Nobody else
+// would: the log is not expired while the store renews it, and no replica
+// may ever start to take it over.
+func TestLeavingSettlesPending(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		stored int // records of the batch stored
+		want   logDoc
+	}{
+		{"AllStored", 3, logDoc{Committed: 3}},
+		{"NoneStored", 0, logDoc{Committed: 0}},
+		{"SomeStored", 2, logDoc{Committed: 0, Sealed: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := MustOpenStore(t, "", Config{LeaseTTL: time.Minute})
+			bt := &batch{log: "log-1", first: 0, tok: randomTok(),
+				entries: storetest.NewBuilder("log-1").Entries(t, storetest.Events(3)...)}
+			s.wmu.Lock()
+			mustReserve(t, s, bt)
+			mustClaim(t, s, bt)
+			if tt.stored > 0 {
+				mustInsert(t, s, bt, bt.recordDocs()[:tt.stored])
+			}
+			s.fenced = true // as settle leaves it when the batch looks lost
+			s.wmu.Unlock()
+
+			if h := mustHead(t, s); h.Log == "log-1" {
+				t.Fatalf("Head of a fenced store: got %+v, want a new log", h)
+			}
+			d, err := s.readLog(ctx, "log-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Pending != nil || d.Committed != tt.want.Committed || d.Sealed != tt.want.Sealed {
+				t.Fatalf("log-1 after the store left it: got committed %d, pending %+v, sealed %v; want committed %d, no pending, sealed %v",
+					d.Committed, d.Pending, d.Sealed, tt.want.Committed, tt.want.Sealed)
+			}
+			m, err := s.Lookup(ctx, ids(bt.entries))
+			if err != nil || len(m) != int(tt.want.Committed) {
+				t.Fatalf("Lookup of the batch: got %d entries, %v; want %d", len(m), err, tt.want.Committed)
+			}
+		})
+	}
+}
+
+// TestReservationUndoneByStaleUpdate is TestCommitUndoneByStaleUpdate one
+// step earlier: the stale write-back lands between the reserve and the
+// commit and erases the reservation. The batch's claims and records are in
+// place, so the store reserves it again and commits it in its log.
+func TestReservationUndoneByStaleUpdate(t *testing.T) {
+	ctx := t.Context()
+	s := MustOpenStore(t, "", Config{LeaseTTL: time.Minute})
+	bt := &batch{log: "log-1", first: 0, tok: randomTok(),
+		entries: storetest.NewBuilder("log-1").Entries(t, storetest.Events(3)...)}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	mustReserve(t, s, bt)
+	mustClaim(t, s, bt)
+	mustInsert(t, s, bt, bt.recordDocs())
+	_, err := s.logs.UpdateOne(ctx, bson.D{{Key: "_id", Value: "log-1"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "pending", Value: nil}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.commit(ctx, bt); err != nil {
+		t.Fatalf("commit after the reservation vanished: got %v, want nil", err)
+	}
+	d, err := s.readLog(ctx, "log-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Committed != 3 || d.Pending != nil || s.fenced {
+		t.Fatalf("log-1: got committed %d, pending %+v, fenced %v; want 3, none, false", d.Committed, d.Pending, s.fenced)
+	}
+}

@@ -49,7 +49,11 @@ func (s *Store) fence(ctx context.Context, b *batch) {
 	s.fenced = true
 	s.inDoubt = nil
 	if err := s.seal(ctx, b.log, b.tok); err != nil {
+		// The batch stays pending, with its claims, until claim settles
+		// it when this store leaves the log (see settleOwn): dropping the
+		// claims of a batch that may yet be completed would free its ids.
 		s.log.Warn("fenced: sealing failed", "log", b.log, "err", err)
+		return
 	}
 	if err := s.dropClaims(ctx, b); err != nil {
 		s.log.Warn("fenced: dropping claims failed", "log", b.log, "err", err)
@@ -69,6 +73,26 @@ func (s *Store) seal(ctx context.Context, log string, tok int64) error {
 		return s.wrap("seal "+log, err)
 	}
 	return nil
+}
+
+// settleOwn settles the pending batch of log if the log's document says
+// this store owns it, whether or not the store still tracks that batch, and
+// returns the log's committed size and whether the store can go on writing
+// it. On FerretDB, which updates by read, modify, write back, an update of
+// this store's own that outlived its deadline can write back an older copy
+// of the document: a committed batch is then pending again. And a store
+// that leaves a log it owns must not leave a batch pending there, since no
+// one else settles it before taking the log over, and no one may ever do
+// so. The caller holds wmu.
+func (s *Store) settleOwn(ctx context.Context, log string) (int64, bool, error) {
+	d, err := s.readLog(ctx, log)
+	if err != nil {
+		return 0, false, err
+	}
+	if d.Owner != s.owner || d.Sealed {
+		return d.Committed, false, nil
+	}
+	return s.settlePending(ctx, *d)
 }
 
 // settle decides the in-doubt batch from the log's document: it completes
