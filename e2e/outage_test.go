@@ -264,4 +264,11 @@ func TestMongoOutage(t *testing.T) {
 	if srv.err != nil {
 		t.Errorf("trail serve did not stop cleanly after the outage: %v", srv.err)
 	}
+	// A replica that stopped cleanly settled every batch of the logs it
+	// owned: nothing stays pending for a takeover that may never come.
+	for _, d := range readLogs(t, db) {
+		if p := d.Pending; p != nil {
+			t.Errorf("log %s after the replica stopped: got a pending batch (first %d, n %d), want none", d.ID, p.First, p.N)
+		}
+	}
 }
