@@ -142,3 +142,72 @@ func (s *Store) settle(ctx context.Context) error {
 	}
 	return nil
 }
+
+// reserveAgain settles what the log's document says is pending, if this
+// store still owns the log, and reserves b once more. The caller holds wmu.
+func (s *Store) reserveAgain(ctx context.Context, b *batch) (bool, error) {
+	size, usable, err := s.settleOwn(ctx, b.log)
+	if err != nil || !usable || size > b.first {
+		return false, err
+	}
+	if size < b.first {
+		if ok, err := s.restoreCommitted(ctx, b.log, size, b.first); err != nil || !ok {
+			return false, err
+		}
+	}
+	s.log.Warn("reserve refused in a log this store owns at its size; settled the log's document, trying again", "log", b.log, "size", size, "committed", b.first)
+	return s.reserve(ctx, b)
+}
+
+// restoreCommitted moves the committed size of log, a log this store owns,
+// from size back up to committed, which this store committed itself: a
+// stale write-back (see settleOwn) lost those commits. It does so only if
+// every record in between is stored and nothing is pending. The caller
+// holds wmu.
+func (s *Store) restoreCommitted(ctx context.Context, log string, size, committed int64) (bool, error) {
+	seqs := make([]int64, 0, committed-size)
+	for seq := size; seq < committed; seq++ {
+		seqs = append(seqs, seq)
+	}
+	toks, err := s.recordsTok(ctx, log, seqs)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	for _, c := range toks {
+		n += c
+	}
+	if n != len(seqs) {
+		return false, nil
+	}
+	uctx, cancel := s.opContext(ctx)
+	defer cancel()
+	res, err := s.updateLog(uctx,
+		bson.D{{Key: "_id", Value: log}, {Key: "owner", Value: s.owner}, {Key: "committed", Value: size},
+			{Key: "pending", Value: nil}, {Key: "sealed", Value: false}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "committed", Value: committed}}}})
+	if err != nil {
+		return false, s.wrap("restore the committed size of "+log, err)
+	}
+	return res.MatchedCount == 1, nil
+}
+
+// commitAgain is called when the commit of b, which this store reserved,
+// was refused. If the log's document, still ours, shows no batch pending
+// and the log at b's first seq, a stale write-back erased the reservation
+// (see settleOwn); b's claims and records are in place, so b is reserved
+// and committed again. The caller holds wmu.
+func (s *Store) commitAgain(ctx context.Context, b *batch) (bool, error) {
+	d, err := s.readLog(ctx, b.log)
+	if err != nil {
+		return false, err
+	}
+	if d.Owner != s.owner || d.Sealed || d.Pending != nil || d.Committed != b.first {
+		return false, nil
+	}
+	s.log.Warn("reservation of a batch vanished from a log this store owns; reserving it again", "log", b.log, "first", b.first, "n", b.n())
+	if ok, err := s.reserve(ctx, b); err != nil || !ok {
+		return false, err
+	}
+	return s.casCommit(ctx, b.log, b.pending(), b.first+b.n())
+}
