@@ -115,3 +115,26 @@ func (f *Filter) SetUntil(t time.Time) {
 		f.Until = t.UTC()
 	}
 }
+
+// Matches reports whether r passes f's field and time filters. It ignores
+// the paging fields (After, Desc, Limit): a live tail (package tail)
+// matches records in memory as they are committed, and must select exactly
+// what List would.
+func (f *Filter) Matches(r *Record) bool {
+	tg := r.TargetOrZero()
+	switch {
+	case f.Tenant != "" && r.Tenant != f.Tenant,
+		f.Actor != "" && r.Actor.ID != f.Actor,
+		f.ActorType != "" && r.Actor.Type != f.ActorType,
+		!f.ActionPrefix && f.Action != "" && r.Action != f.Action,
+		f.ActionPrefix && !strings.HasPrefix(r.Action, f.Action),
+		f.Target != "" && tg.ID != f.Target,
+		f.TargetType != "" && tg.Type != f.TargetType,
+		f.Source != "" && r.Source.Service != f.Source,
+		f.Outcome != "" && r.Outcome != f.Outcome,
+		!f.Since.IsZero() && r.Time.Before(f.Since),
+		!f.Until.IsZero() && !r.Time.Before(f.Until):
+		return false
+	}
+	return true
+}

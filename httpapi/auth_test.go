@@ -128,7 +128,12 @@ func TestRouteMatrix(t *testing.T) {
 		}
 		path := strings.ReplaceAll(rt.Path, "{id}", "rec-a")
 		for _, c := range creds {
-			resp := ts.as(t, c.header, rt.Method, path, bodies[name])
+			var resp *response
+			if name == "GET /logs/stream" {
+				resp = ts.statusOfStream(t, c.header, path) // never ends by itself
+			} else {
+				resp = ts.as(t, c.header, rt.Method, path, bodies[name])
+			}
 			switch {
 			case rt.Scope == httpapi.Public:
 				if resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/tail"
 )
 
 // Config is what New needs. Ingester and Store are required.
@@ -47,6 +48,13 @@ type Config struct {
 	// Keys serves /keys and /tokens; nil answers them with 404.
 	Keys KeyManager
 
+	// Tail follows the log for GET /logs/stream; nil answers it with 404.
+	Tail *tail.Hub
+
+	// Heartbeat is how often an idle stream sends a comment (default
+	// DefaultHeartbeat).
+	Heartbeat time.Duration
+
 	// Logger gets internal errors in full (default slog.Default()) and, at
 	// debug level, one line per request.
 	Logger *slog.Logger
@@ -62,6 +70,8 @@ type server struct {
 	mux        *http.ServeMux
 	auth       Authenticator
 	keys       KeyManager
+	tail       *tail.Hub
+	heartbeat  time.Duration
 	table      []Route // every route and its scope, for Routes
 }
 
@@ -72,13 +82,18 @@ func New(cfg Config) http.Handler {
 		panic("httpapi: New: Config needs an Ingester and a Store")
 	}
 	s := &server{
-		ingester: cfg.Ingester,
-		store:    cfg.Store,
-		limits:   cfg.Limits,
-		log:      cfg.Logger,
-		mux:      http.NewServeMux(),
-		auth:     cfg.Auth,
-		keys:     cfg.Keys,
+		ingester:  cfg.Ingester,
+		store:     cfg.Store,
+		limits:    cfg.Limits,
+		log:       cfg.Logger,
+		mux:       http.NewServeMux(),
+		auth:      cfg.Auth,
+		keys:      cfg.Keys,
+		tail:      cfg.Tail,
+		heartbeat: cfg.Heartbeat,
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeat
 	}
 	d := trail.DefaultLimits
 	if s.limits.MaxEventBytes <= 0 {
@@ -112,6 +127,7 @@ type methods map[string]endpoint
 func (s *server) routes() {
 	read, write, audit, admin := trail.ScopeRead, trail.ScopeWrite, trail.ScopeAudit, trail.ScopeAdmin
 	s.route("/logs", methods{"GET": {read, s.handleLogsIndex}, "POST": {write, s.handleLogsCreate}})
+	s.route("/logs/stream", methods{"GET": {read, s.handleLogsStream}})
 	s.route("/logs/{id}", methods{"GET": {read, s.handleLogsGet}})
 	s.route("/logs/{id}/proof", methods{"GET": {read, s.handleProofRecord}})
 	s.route("/proof/consistency", methods{"GET": {audit, s.handleProofConsistency}})
@@ -138,6 +154,11 @@ func (s *server) route(path string, m methods) {
 		}
 	}
 	slices.Sort(allow)
+	if path == "/logs/stream" {
+		// A method-less pattern here would conflict with "GET /logs/{id}";
+		// the 405 of /logs/{id} answers other methods with the same Allow.
+		return
+	}
 	s.mux.HandleFunc(path, s.methodNotAllowed(strings.Join(allow, ", ")))
 }
 

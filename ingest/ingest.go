@@ -51,6 +51,11 @@ type Config struct {
 	Origin             string        // checkpoint origin prefix; the log name is appended (default "trail.local")
 	CheckpointInterval time.Duration // at most one checkpoint per interval (default 1s)
 
+	// Committed, if set, is given every batch of entries after its durable
+	// commit, in commit order, by the single writer. It must not block or
+	// change the entries: the live tail's hub (tail.Hub.Publish) takes it.
+	Committed func([]*trail.Entry)
+
 	Now    func() time.Time
 	NewID  func() string // ids for events that have none (default UUIDv7)
 	Logger *slog.Logger

@@ -229,6 +229,9 @@ func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 	}
 	t.Commit()
 	in.head.Store(&trail.Head{Log: in.w.log, Size: t.Size()})
+	if in.cfg.Committed != nil {
+		in.cfg.Committed(entries) // after the head: a follower reading the head then subscribing misses nothing
+	}
 	return nil
 }
 

@@ -43,21 +43,11 @@ func listEvents(n int, base time.Time, seed uint64) []*trail.Event {
 	return out
 }
 
-// match is the reference for List's filters.
+// match is the reference for List: the field filters of Filter.Matches
+// (which the live tail shares) plus the cursor.
 func match(f *trail.Filter, e *trail.Entry) bool {
-	tg := e.TargetOrZero()
 	switch {
-	case f.Tenant != "" && e.Tenant != f.Tenant,
-		f.Actor != "" && e.Actor.ID != f.Actor,
-		f.ActorType != "" && e.Actor.Type != f.ActorType,
-		!f.ActionPrefix && f.Action != "" && e.Action != f.Action,
-		f.ActionPrefix && !strings.HasPrefix(e.Action, f.Action),
-		f.Target != "" && tg.ID != f.Target,
-		f.TargetType != "" && tg.Type != f.TargetType,
-		f.Source != "" && e.Source.Service != f.Source,
-		f.Outcome != "" && e.Outcome != f.Outcome,
-		!f.Since.IsZero() && e.Time.Before(f.Since),
-		!f.Until.IsZero() && !e.Time.Before(f.Until),
+	case !f.Matches(&e.Record),
 		f.After != nil && !f.Desc && !f.After.Less(trail.CursorOf(e)),
 		f.After != nil && f.Desc && !trail.CursorOf(e).Less(f.After):
 		return false

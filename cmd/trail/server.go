@@ -127,6 +127,9 @@ func (s *server) open(ctx context.Context) error {
 		ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 		TLSConfig:      tlsConfig,
 	}
+	// Live-tail streams never end by themselves: end them when Shutdown
+	// starts, so that it waits only for requests that do.
+	s.http.RegisterOnShutdown(s.node.Tail.Close)
 	if cfg.debugAddr != "" {
 		if s.debug, err = serveDebug(cfg.debugAddr, s.logger); err != nil {
 			return err

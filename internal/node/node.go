@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/auth"
 	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
+	"github.com/trail-audit/trail/tail"
 )
 
 // Config is what New needs besides the store.
@@ -34,6 +36,14 @@ type Config struct {
 	// it to the store wrapped with faults.
 	Reader trail.Reader
 
+	// TailBuffer is how many committed records a live-tail subscriber may
+	// fall behind before it is cut off (default tail.DefaultBuffer).
+	TailBuffer int
+
+	// Heartbeat is how often an idle live tail sends a comment (default
+	// httpapi.DefaultHeartbeat).
+	Heartbeat time.Duration
+
 	// Auth turns authentication on, with the keys the store keeps (its Keys
 	// is filled in). Nil turns it off: every caller may do everything. Key
 	// management (/keys, /tokens) is served either way.
@@ -44,6 +54,10 @@ type Config struct {
 type Node struct {
 	Ingester *ingest.Ingester
 	Handler  http.Handler
+	// Tail receives every commit of the ingester and serves the live tail
+	// (GET /logs/stream, gRPC Tail). Close it when the server shuts down,
+	// so that open streams end (they would hold http.Server.Shutdown).
+	Tail *tail.Hub
 	// Keys manages the store's API keys, logging each change; nil if the
 	// store keeps no keys.
 	Keys *auth.Manager
@@ -59,6 +73,12 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	if cfg.Ingest.Logger == nil {
 		cfg.Ingest.Logger = cfg.Logger
 	}
+	hub := tail.NewHub(cfg.TailBuffer)
+	if prev := cfg.Ingest.Committed; prev != nil {
+		cfg.Ingest.Committed = func(es []*trail.Entry) { prev(es); hub.Publish(es) }
+	} else {
+		cfg.Ingest.Committed = hub.Publish
+	}
 	ing, err := ingest.New(ctx, store, cfg.Ingest)
 	if err != nil {
 		return nil, fmt.Errorf("start ingest: %w", err)
@@ -67,8 +87,8 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	if read == nil {
 		read = store
 	}
-	n := &Node{Ingester: ing}
-	hc := httpapi.Config{Ingester: ing, Store: read, Limits: cfg.Limits, Logger: cfg.Logger}
+	n := &Node{Ingester: ing, Tail: hub}
+	hc := httpapi.Config{Ingester: ing, Store: read, Limits: cfg.Limits, Logger: cfg.Logger, Tail: hub, Heartbeat: cfg.Heartbeat}
 	if ks, ok := store.(trail.KeyStore); ok {
 		ac := auth.Config{}
 		if cfg.Auth != nil {
@@ -93,5 +113,6 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 // checkpoint. Stop the HTTP server first, so that no request is cut off
 // between its commit and its answer.
 func (n *Node) Close(ctx context.Context) error {
+	n.Tail.Close()
 	return n.Ingester.Close(ctx)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
+	"github.com/trail-audit/trail/tail"
 )
 
 // Origin is the checkpoint origin prefix and signing key name of every test
@@ -47,6 +48,11 @@ type Config struct {
 
 	Logger *slog.Logger // default: discard
 
+	// TailBuffer and Heartbeat tune the live tail (node.Config); zero
+	// takes the defaults.
+	TailBuffer int
+	Heartbeat  time.Duration
+
 	// Auth turns authentication on (node.Config.Auth); nil leaves it off.
 	Auth *auth.Config
 	// URI is the mongo backend's database; default a fresh one. Servers
@@ -64,6 +70,7 @@ type Server struct {
 	Verifier string // "" if signing is off
 	Log      string // the log the server writes
 	Keys     *auth.Manager
+	Tail     *tail.Hub // the live tail's hub
 }
 
 // MustOpen starts a test server and closes it, ingester and store, when the
@@ -82,6 +89,9 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		Limits: cfg.Limits,
 		Logger: logger,
 		Auth:   cfg.Auth,
+
+		TailBuffer: cfg.TailBuffer,
+		Heartbeat:  cfg.Heartbeat,
 	}
 	if nc.Ingest.CheckpointInterval == 0 {
 		nc.Ingest.CheckpointInterval = 5 * time.Millisecond
@@ -105,14 +115,16 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		s.Store.Close()
 		tb.Fatalf("node.New: %v", err)
 	}
-	s.Ingester, s.Log, s.Keys = n.Ingester, n.Ingester.Head().Log, n.Keys
+	s.Ingester, s.Log, s.Keys, s.Tail = n.Ingester, n.Ingester.Head().Log, n.Keys, n.Tail
 	h := n.Handler
 	if cfg.WrapHandler != nil {
 		h = cfg.WrapHandler(h)
 	}
 	s.Server = httptest.NewServer(h)
 	tb.Cleanup(func() {
-		// The order of serve's shutdown: HTTP, then the node, then the store.
+		// The order of serve's shutdown: HTTP (open streams end first, as
+		// serve's Shutdown ends them), then the node, then the store.
+		n.Tail.Close()
 		s.Server.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -1,0 +1,161 @@
+package tail
+
+import (
+	"context"
+	"time"
+
+	"github.com/trail-audit/trail"
+)
+
+// catchUpPage is how many seqs one catch-up read of the store covers, so
+// that no read holds the store while a slow client is written to.
+const catchUpPage = 1000
+
+// Source is what a stream reads besides the hub: the store, for catching
+// up, and the head of the log this process writes.
+type Source struct {
+	Reader trail.Reader
+	Head   func() trail.Head // the ingester's Head: it MUST NOT touch the store
+}
+
+// A Stream is one follower of the log: the records that match its filter,
+// in commit order, first from the store after a cursor (catch-up), then
+// live from the hub, with no gap and no repeat between the two. It is used
+// by one goroutine.
+type Stream struct {
+	hub    *Hub
+	src    Source
+	filter trail.Filter
+	sub    *sub
+
+	log  string // the log followed
+	next int64  // the seq of log to deliver next; later live entries below it are repeats
+	end  int64  // catch-up reads the store up to here; then live
+}
+
+// Follow opens a stream of the records that match f. With after == nil it
+// starts with the next commit; otherwise it resumes just after the record
+// at after (its Log and Seq; Time is ignored), reading what the store holds
+// since then before going live. After must name the log this process
+// writes: a hub sees no other log's commits (EINVALID otherwise). The
+// filter's paging fields (After, Desc, Limit) are ignored.
+func (h *Hub) Follow(src Source, f *trail.Filter, after *trail.Cursor) (*Stream, error) {
+	st := &Stream{hub: h, src: src, filter: *f}
+	st.filter.After, st.filter.Desc, st.filter.Limit = nil, false, 0
+	if err := st.subscribe(); err != nil {
+		return nil, err
+	}
+	head := src.Head()
+	st.log, st.next = head.Log, head.Size // live only: start at the next commit
+	if after != nil {
+		if after.Log != head.Log {
+			st.Close()
+			return nil, trail.Errorf(trail.EINVALID, "the cursor is a position in log %q, but this server writes and streams log %q; resume with GET /logs?cursor=… or from a replica that writes log %q", after.Log, head.Log, after.Log)
+		}
+		st.next = after.Seq + 1
+	}
+	return st, nil
+}
+
+// subscribe opens a fresh subscription and sets the end of the catch-up
+// to the committed size of the log read after it: every commit below that
+// size is in the store, and every later one reaches the subscription.
+func (st *Stream) subscribe() error {
+	s, err := st.hub.subscribe()
+	if err != nil {
+		return err
+	}
+	st.sub = s
+	st.end = st.src.Head().Size
+	return nil
+}
+
+// Close ends the stream's subscription.
+func (st *Stream) Close() {
+	if st.sub != nil {
+		st.hub.unsubscribe(st.sub)
+	}
+}
+
+// Next returns the next records that match, in commit order. It waits at
+// most wait for one (returning none and no error when wait passes, so that
+// the caller can send a heartbeat), and returns ctx's error when ctx ends,
+// ErrSlow when the subscriber fell a whole buffer behind the log, and
+// ErrClosed when the hub closed.
+func (st *Stream) Next(ctx context.Context, wait time.Duration) ([]*trail.Entry, error) {
+	deadline := time.Now().Add(wait)
+	for st.next < st.end {
+		out, err := st.catchUp(ctx)
+		if len(out) > 0 || err != nil {
+			return out, err
+		}
+		if time.Now().After(deadline) {
+			return nil, nil
+		}
+	}
+	if st.sub.failed() && st.catchingUp() {
+		// The subscription overflowed while the store was read; the store
+		// has what it missed, so read on from there rather than cut off.
+		st.hub.unsubscribe(st.sub)
+		if err := st.subscribe(); err != nil {
+			return nil, err
+		}
+		return st.Next(ctx, time.Until(deadline))
+	}
+	return st.live(ctx, deadline)
+}
+
+// catchingUp reports whether the stream has not yet delivered a live entry.
+func (st *Stream) catchingUp() bool { return st.end >= 0 }
+
+// catchUp reads the next page of the log from the store and returns what
+// matches.
+func (st *Stream) catchUp(ctx context.Context) ([]*trail.Entry, error) {
+	to := min(st.end, st.next+catchUpPage)
+	var out []*trail.Entry
+	err := st.src.Reader.Scan(ctx, st.log, st.next, to, func(e *trail.Entry) error {
+		if st.filter.Matches(&e.Record) {
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.next = to
+	return out, nil
+}
+
+// live returns the next matching entries the hub publishes, waiting until
+// deadline.
+func (st *Stream) live(ctx context.Context, deadline time.Time) ([]*trail.Entry, error) {
+	st.end = -1 // live from now on: a cut-off is final
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		batch, err := st.sub.take()
+		if err != nil {
+			return nil, err
+		}
+		var out []*trail.Entry
+		for _, e := range batch {
+			if e.Log != st.log || e.Seq < st.next {
+				continue // caught up from the store already, or another log
+			}
+			st.next = e.Seq + 1
+			if st.filter.Matches(&e.Record) {
+				out = append(out, e)
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		select {
+		case <-st.sub.wake:
+		case <-t.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
