@@ -17,11 +17,14 @@ const (
 	ScopeRead  Scope = "read"  // list, get, record proofs, tail
 	ScopeAudit Scope = "audit" // export, consistency proofs, full verify; spans tenants
 	ScopeAdmin Scope = "admin" // keys and viewer tokens
+	// ScopeMetrics reads GET /metrics, which says how busy the service is
+	// but holds no record: a scraper's key needs nothing else.
+	ScopeMetrics Scope = "metrics"
 )
 
 // AllScopes lists every scope, in the order they are shown. A new scope
-// (such as one for metrics) is added here and nowhere else.
-var AllScopes = []Scope{ScopeWrite, ScopeRead, ScopeAudit, ScopeAdmin}
+// is added here and nowhere else.
+var AllScopes = []Scope{ScopeWrite, ScopeRead, ScopeAudit, ScopeAdmin, ScopeMetrics}
 
 // ParseScopes parses a comma-separated list such as "write,read". It
 // refuses unknown and repeated scopes and an empty list, and returns the

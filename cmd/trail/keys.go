@@ -176,7 +176,7 @@ func (c *cli) runKeysCreate(ctx context.Context, args []string) error {
 	fs := newFlagSet("keys create", "--name NAME --scopes SCOPES [flags]", keysAbout, c.stderr)
 	kf.register(fs)
 	name := fs.String("name", "", "the key's `name`, for people (required)")
-	scopes := fs.String("scopes", "", "comma-separated `scopes`: write, read, audit, admin (required)")
+	scopes := fs.String("scopes", "", "comma-separated `scopes`: write, read, audit, admin, metrics (required)")
 	tenant := fs.String("tenant", "", "bind the key to this `tenant`")
 	source := fs.String("source", "", "bind a writing key to this source.service `name`")
 	expires := fs.String("expires", "", "expiry: `days` (90d), a duration (2160h) or an RFC 3339 time (default: never)")
