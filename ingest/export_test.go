@@ -20,9 +20,6 @@ func WithoutTree(cfg *Config) {
 // a crash would: records after the latest checkpoint.
 func NoSignOnClose(cfg *Config) { cfg.noFinalSign = true }
 
-// Queued returns how many events are admitted and not yet answered.
-func (in *Ingester) Queued() int64 { return in.queued.Load() }
-
 // unhashed is a hasher that gives each entry the right number of stored
 // hashes without computing them.
 type unhashed struct{ size, pending int64 }

@@ -60,6 +60,10 @@ type Config struct {
 	NewID  func() string // ids for events that have none (default UUIDv7)
 	Logger *slog.Logger
 
+	// Observer is told of commits, failed store calls and stored
+	// checkpoints, for metrics (default: nobody).
+	Observer Observer
+
 	// Set only by this package's tests (export_test.go) and read once by
 	// New, so that no test switch branches the write path.
 	newTree     func(size int64, r tlog.HashReader) hasher // default merkle.NewTree
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	if c.newTree == nil {
 		c.newTree = func(size int64, r tlog.HashReader) hasher { return merkle.NewTree(size, r) }

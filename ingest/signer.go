@@ -127,12 +127,14 @@ func (s *signer) checkpointer() {
 		for attempt := 1; ; attempt++ {
 			err := s.add(cp)
 			if err == nil {
+				s.cfg.Observer.Checkpointed(cp.log, cp.size, s.cfg.Now())
 				if cp.log == s.head().Log {
 					note := cp.note
 					s.latest.Store(&note)
 				}
 				break
 			}
+			s.cfg.Observer.StoreFailed("add_checkpoint")
 			s.cfg.Logger.Warn("trail: store checkpoint", "log", cp.log, "size", cp.size, "attempt", attempt, "err", err)
 			if attempt == 5 || len(s.ch) > 0 || !s.pause(time.Duration(attempt)*200*time.Millisecond) {
 				break

@@ -204,6 +204,7 @@ func (in *Ingester) lookup(ids []string) (map[string]*trail.Entry, error) {
 	defer cancel()
 	stored, err := in.store.Lookup(ctx, ids)
 	if err != nil {
+		in.cfg.Observer.StoreFailed("lookup")
 		return nil, unavailable("look up ids", err)
 	}
 	return stored, nil
@@ -221,9 +222,12 @@ func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	ctx, cancel := in.storeContext()
+	start := time.Now()
 	err := in.store.Append(ctx, entries)
+	took := time.Since(start)
 	cancel()
 	if err != nil {
+		in.cfg.Observer.StoreFailed("append")
 		t.Rollback()
 		return in.appendFailed(err)
 	}
@@ -232,6 +236,7 @@ func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 	if in.cfg.Committed != nil {
 		in.cfg.Committed(entries) // after the head: a follower reading the head then subscribing misses nothing
 	}
+	in.cfg.Observer.Committed(in.w.log, len(entries), t.Size(), took)
 	return nil
 }
 
