@@ -86,7 +86,9 @@ func (s *server) principal(r *http.Request) (*trail.Principal, error) {
 	if s.auth == nil {
 		return trail.OpenPrincipal, nil
 	}
-	return s.auth.Authenticate(r.Context(), r.Header.Get("Authorization"), clientAddr(r))
+	p, err := s.auth.Authenticate(r.Context(), r.Header.Get("Authorization"), clientAddr(r))
+	s.observeRefusal(err)
+	return p, err
 }
 
 // allow charges n units to p's rate.
@@ -94,7 +96,9 @@ func (s *server) allow(p *trail.Principal, n int) error {
 	if s.auth == nil {
 		return nil
 	}
-	return s.auth.Allow(p, n)
+	err := s.auth.Allow(p, n)
+	s.observeRefusal(err)
+	return err
 }
 
 // clientAddr is the address failed authentications are counted against:

@@ -85,7 +85,7 @@ type credential struct {
 // so a new route cannot be added without deciding who may call it.
 func TestRouteMatrix(t *testing.T) {
 	ts := MustOpenAuthServer(t, "sqlite")
-	r, w, au, ad := trail.ScopeRead, trail.ScopeWrite, trail.ScopeAudit, trail.ScopeAdmin
+	r, w, au, ad, m := trail.ScopeRead, trail.ScopeWrite, trail.ScopeAudit, trail.ScopeAdmin, trail.ScopeMetrics
 	writer := ts.mustKey(t, trail.Key{Scopes: []trail.Scope{w}})
 	ts.as(t, writer, "POST", "/logs", `{"id":"rec-a","tenant":"A","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`).wantStatus(t, http.StatusCreated)
 	creds := []credential{
@@ -100,6 +100,7 @@ func TestRouteMatrix(t *testing.T) {
 		{"read@B", ts.mustKey(t, trail.Key{Scopes: []trail.Scope{r}, Tenant: "B"}), []trail.Scope{r}},
 		{"audit", ts.mustKey(t, trail.Key{Scopes: []trail.Scope{au}}), []trail.Scope{r, au}}, // audit reads every tenant
 		{"admin", ts.mustKey(t, trail.Key{Scopes: []trail.Scope{ad}}), []trail.Scope{ad}},
+		{"metrics", ts.mustKey(t, trail.Key{Scopes: []trail.Scope{m}}), []trail.Scope{m}},
 	}
 	bodies := map[string]string{
 		"POST /logs":             `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`,

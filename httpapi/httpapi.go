@@ -7,6 +7,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -55,6 +56,13 @@ type Config struct {
 	// DefaultHeartbeat).
 	Heartbeat time.Duration
 
+	// Observer is told of requests, authentication failures and rate
+	// limits, for metrics (default: nobody).
+	Observer Observer
+
+	// Metrics serves GET /metrics; nil answers it with 404.
+	Metrics http.Handler
+
 	// Logger gets internal errors in full (default slog.Default()) and, at
 	// debug level, one line per request.
 	Logger *slog.Logger
@@ -73,6 +81,8 @@ type server struct {
 	tail       *tail.Hub
 	heartbeat  time.Duration
 	table      []Route // every route and its scope, for Routes
+	obs        Observer
+	metrics    http.Handler
 }
 
 // New returns the API's handler. It panics if cfg lacks an Ingester or a
@@ -91,9 +101,14 @@ func New(cfg Config) http.Handler {
 		keys:      cfg.Keys,
 		tail:      cfg.Tail,
 		heartbeat: cfg.Heartbeat,
+		obs:       cfg.Observer,
+		metrics:   cfg.Metrics,
 	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = DefaultHeartbeat
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
 	}
 	d := trail.DefaultLimits
 	if s.limits.MaxEventBytes <= 0 {
@@ -139,6 +154,7 @@ func (s *server) routes() {
 	s.route("/checkpoint/key", methods{"GET": {Public, s.handleCheckpointKey}})
 	s.route("/healthz", methods{"GET": {Public, s.handleHealthz}})
 	s.route("/readyz", methods{"GET": {Public, s.handleReadyz}})
+	s.route("/metrics", methods{"GET": {trail.ScopeMetrics, s.handleMetrics}})
 	s.mux.HandleFunc("/", s.handleNotFound)
 }
 
@@ -233,8 +249,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(http.ErrAbortHandler) // too late for a problem: cut the response short
 			}
 		}
+		took := time.Since(start)
 		s.log.DebugContext(r.Context(), "http", "method", r.Method, "path", r.URL.Path, "status", sw.status,
-			"bytes", sw.n, "duration", time.Since(start), "request_id", id)
+			"bytes", sw.n, "duration", took, "request_id", id)
+		s.obs.Request(routeOf(r), r.Method, cmp.Or(sw.status, http.StatusOK), took)
 	}()
 	if err := checkRawQuery(r.URL.RawQuery); err != nil {
 		s.error(sw, r, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/trail-audit/trail/auth"
 	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
+	"github.com/trail-audit/trail/metrics"
 	"github.com/trail-audit/trail/tail"
 )
 
@@ -61,6 +62,9 @@ type Node struct {
 	// Keys manages the store's API keys, logging each change; nil if the
 	// store keeps no keys.
 	Keys *auth.Manager
+	// Metrics is the node's own Prometheus registry and its metrics,
+	// served at GET /metrics and, by serve --metrics-addr, elsewhere.
+	Metrics *metrics.Metrics
 }
 
 // New starts the ingester on store, after its start-up integrity check
@@ -73,6 +77,8 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	if cfg.Ingest.Logger == nil {
 		cfg.Ingest.Logger = cfg.Logger
 	}
+	m := metrics.New()
+	cfg.Ingest.Observer = m
 	hub := tail.NewHub(cfg.TailBuffer)
 	if prev := cfg.Ingest.Committed; prev != nil {
 		cfg.Ingest.Committed = func(es []*trail.Entry) { prev(es); hub.Publish(es) }
@@ -83,12 +89,14 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start ingest: %w", err)
 	}
+	m.WatchQueue(ing.Queued)
 	read := cfg.Reader
 	if read == nil {
 		read = store
 	}
-	n := &Node{Ingester: ing, Tail: hub}
-	hc := httpapi.Config{Ingester: ing, Store: read, Limits: cfg.Limits, Logger: cfg.Logger, Tail: hub, Heartbeat: cfg.Heartbeat}
+	n := &Node{Ingester: ing, Tail: hub, Metrics: m}
+	hc := httpapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Logger: cfg.Logger,
+		Tail: hub, Heartbeat: cfg.Heartbeat, Observer: m, Metrics: m.Handler()}
 	if ks, ok := store.(trail.KeyStore); ok {
 		ac := auth.Config{}
 		if cfg.Auth != nil {
