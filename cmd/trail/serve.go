@@ -38,6 +38,7 @@ type serveConfig struct {
 	logLevel           string
 	logFormat          string
 	debugAddr          string
+	metricsAddr        string
 	tls                tlsFlags
 	auth               string
 }
@@ -76,6 +77,7 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.logFormat, "log-format", "auto", "log `format`: text, json, or auto (text on a terminal, else json)")
 	fs.StringVar(&cfg.auth, "auth", authAuto, "`mode`: on (every request but /checkpoint and health needs a key), off, or auto (on unless no key exists and --addr is loopback; refuses a non-loopback address with no keys)")
 	fs.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this `address`, apart from the API (off if empty; keep it private)")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "also serve Prometheus metrics (/metrics) on this `address`, without authentication (off if empty; keep it private; GET /metrics on --addr needs scope metrics)")
 	cfg.tls.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err

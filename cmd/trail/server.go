@@ -38,6 +38,7 @@ type server struct {
 	node       *node.Node
 	http       *http.Server
 	debug      *http.Server
+	metrics    *http.Server
 }
 
 // serve runs the service until ctx is done, then shuts it down gracefully.
@@ -135,6 +136,11 @@ func (s *server) open(ctx context.Context) error {
 			return err
 		}
 	}
+	if cfg.metricsAddr != "" {
+		if s.metrics, err = serveMetrics(cfg.metricsAddr, s.node.Metrics.Handler(), s.logger); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -184,6 +190,9 @@ func (s *server) close(ctx context.Context) error {
 	}
 	if s.debug != nil {
 		s.debug.Close()
+	}
+	if s.metrics != nil {
+		s.metrics.Close()
 	}
 	if s.closeStore != nil {
 		if cerr := s.closeStore(); cerr != nil && err == nil {
@@ -239,20 +248,38 @@ func openStore(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (trai
 // that profiles are never reachable through the API's address. It leaves
 // out /debug/pprof/cmdline, which would show a --store URI's password.
 func serveDebug(addr string, logger *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("serve: listen on --debug-addr %s: %w", addr, err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return servePrivate("debug", addr, "/debug/pprof/", mux, logger,
+		"profiles show memory contents and stacks")
+}
+
+// serveMetrics serves the node's metrics at /metrics on addr, without
+// authentication: the address is meant to be reachable only by the
+// scraper (docs/OPERATIONS.md).
+func serveMetrics(addr string, h http.Handler, logger *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return servePrivate("metrics", addr, "/metrics", mux, logger,
+		"metrics need no key there")
+}
+
+// servePrivate serves h on a listener of its own at addr, for --NAME-addr,
+// logs its url (ending in path), and warns, giving why, if the address is
+// reachable from other hosts.
+func servePrivate(name, addr, path string, h http.Handler, logger *slog.Logger, why string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve: listen on --%s-addr %s: %w", name, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	logger.Info("trail: debug server", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	logger.Info("trail: "+name+" server", "url", "http://"+ln.Addr().String()+path)
 	if !loopback(ln.Addr()) {
-		logger.Warn("trail: --debug-addr is reachable from other hosts: profiles show memory contents and stacks; bind it to 127.0.0.1", "addr", ln.Addr().String())
+		logger.Warn("trail: --"+name+"-addr is reachable from other hosts: "+why+"; bind it to 127.0.0.1 or a private network", "addr", ln.Addr().String())
 	}
 	return srv, nil
 }
