@@ -36,15 +36,19 @@ type Route struct {
 	Scope  trail.Scope
 }
 
-// Routes returns the route table of a handler made by New, in registration
-// order. Tests derive their access matrix from it, so that a new route
-// cannot escape them.
+// Routes returns the route table of a handler made by New, or of one
+// wrapped by a handler with an Unwrap method, in registration order. Tests
+// derive their access matrix and the OpenAPI coverage check from it, so
+// that a new route cannot escape them.
 func Routes(h http.Handler) []Route {
-	s, ok := h.(*server)
-	if !ok {
-		return nil
+	switch s := h.(type) {
+	case *server:
+		return slices.Clone(s.table)
+	case interface{ Unwrap() http.Handler }:
+		// A test's middleware, such as the OpenAPI validator.
+		return Routes(s.Unwrap())
 	}
-	return slices.Clone(s.table)
+	return nil
 }
 
 // endpoint is a handler and the scope it needs.

@@ -155,6 +155,7 @@ func (s *server) routes() {
 	s.route("/healthz", methods{"GET": {Public, s.handleHealthz}})
 	s.route("/readyz", methods{"GET": {Public, s.handleReadyz}})
 	s.route("/metrics", methods{"GET": {trail.ScopeMetrics, s.handleMetrics}})
+	s.route("/openapi.json", methods{"GET": {Public, s.handleOpenAPI}})
 	s.mux.HandleFunc("/", s.handleNotFound)
 }
 
