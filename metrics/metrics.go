@@ -113,8 +113,12 @@ func (m *Metrics) WatchQueue(queued func() int64) {
 
 // Request counts one answered HTTP request. route is the matched pattern
 // without its method ("/logs/{id}"), never the raw path, so that the
-// label's values stay few.
+// label's values stay few; "" (answered before routing: an unclean path,
+// CONNECT) is labelled "none".
 func (m *Metrics) Request(route, method string, status int, d time.Duration) {
+	if route == "" {
+		route = "none"
+	}
 	method = knownMethod(method)
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.latency.WithLabelValues(route, method).Observe(d.Seconds())

@@ -121,6 +121,8 @@ func TestWorkload(t *testing.T) {
 	do(t, "POST", ts.URL+"/logs", "", batch(0, 5), http.StatusOK) // a replay appends nothing
 	do(t, "GET", ts.URL+"/logs/no-such-record", "", "", http.StatusNotFound)
 	do(t, "GET", ts.URL+"/logs/no-such-record", "", "", http.StatusNotFound)
+	do(t, "GET", ts.URL+"/logs/./x", "", "", http.StatusBadRequest) // refused before routing
+	do(t, "GET", ts.URL+"/no/such/route", "", "", http.StatusNotFound)
 	testserver.WaitCheckpoint(t, ts.URL, ts.Verifier, 15)
 	fams := scrape(t, ts.URL, "") // open: auth is off
 
@@ -137,6 +139,8 @@ func TestWorkload(t *testing.T) {
 		{"trail_http_requests_total", []string{"route", "/logs", "method", "POST", "code", "201"}, 3},
 		{"trail_http_requests_total", []string{"route", "/logs", "method", "POST", "code", "200"}, 1},
 		{"trail_http_requests_total", []string{"route", "/logs/{id}", "method", "GET", "code", "404"}, 2},
+		{"trail_http_requests_total", []string{"route", "none", "method", "GET", "code", "400"}, 1},
+		{"trail_http_requests_total", []string{"route", "/", "method", "GET", "code", "404"}, 1},
 		{"trail_http_request_duration_seconds", []string{"route", "/logs", "method", "POST"}, 4},
 		{"trail_checkpoint_tree_size", []string{"log", ts.Log}, 15},
 		{"trail_tail_subscribers", nil, 0},
@@ -159,7 +163,7 @@ func TestWorkload(t *testing.T) {
 	// The raw path is never a label: one series for every id.
 	for _, m := range fams["trail_http_requests_total"].GetMetric() {
 		for _, l := range m.GetLabel() {
-			if l.GetName() == "route" && strings.Contains(l.GetValue(), "no-such-record") {
+			if l.GetName() == "route" && strings.Contains(l.GetValue(), "no") && l.GetValue() != "none" {
 				t.Errorf("route label: got %q, want the pattern", l.GetValue())
 			}
 		}
