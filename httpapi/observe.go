@@ -21,6 +21,9 @@ type Observer interface {
 	// RateLimited reports a request refused with 429 under a policy
 	// ("key" or "auth", trail.RateLimitError.Policy).
 	RateLimited(policy string)
+	// AddTailSubscribers adds delta (+1 on connect, -1 on disconnect) to
+	// the count of live-tail subscribers.
+	AddTailSubscribers(delta int)
 }
 
 type nopObserver struct{}
@@ -28,6 +31,7 @@ type nopObserver struct{}
 func (nopObserver) Request(string, string, int, time.Duration) {}
 func (nopObserver) AuthFailed()                                {}
 func (nopObserver) RateLimited(string)                         {}
+func (nopObserver) AddTailSubscribers(int)                     {}
 
 // observeRefusal tells the observer about an authentication failure or a
 // rate limit among err.

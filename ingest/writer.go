@@ -227,7 +227,9 @@ func (in *Ingester) appendEntries(entries []*trail.Entry) error {
 	took := time.Since(start)
 	cancel()
 	if err != nil {
-		in.cfg.Observer.StoreFailed("append")
+		if !duplicate(err) { // a racing writer's id, not a failing store
+			in.cfg.Observer.StoreFailed("append")
+		}
 		t.Rollback()
 		return in.appendFailed(err)
 	}
