@@ -55,6 +55,8 @@ func (s *server) handleLogsStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer st.Close()
+	s.obs.AddTailSubscribers(1)
+	defer s.obs.AddTailSubscribers(-1)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -232,5 +233,40 @@ func TestStoreErrors(t *testing.T) {
 				t.Errorf("trail_store_errors_total: got a series %s, want only get", l.GetValue())
 			}
 		}
+	}
+}
+
+// TestTailSubscribers checks the live-tail gauge as a subscriber connects
+// and leaves.
+func TestTailSubscribers(t *testing.T) {
+	ts := testserver.MustOpen(t, testserver.Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", ts.URL+"/logs/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /logs/stream: got %d, want 200", resp.StatusCode)
+	}
+	if got := value(t, scrape(t, ts.URL, ""), "trail_tail_subscribers"); got != 1 {
+		t.Errorf("trail_tail_subscribers while one is connected: got %v, want 1", got)
+	}
+	cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := value(t, scrape(t, ts.URL, ""), "trail_tail_subscribers")
+		if got == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trail_tail_subscribers after the subscriber left: got %v, want 0", got)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
