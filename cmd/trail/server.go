@@ -59,7 +59,7 @@ func serve(ctx context.Context, cfg *serveConfig, logger *slog.Logger, stdout io
 }
 
 // open listens, opens the store, loads the signing key, starts the node
-// and the debug server.
+// and the debug and metrics servers.
 func (s *server) open(ctx context.Context) error {
 	cfg := s.cfg
 	// Listen first: a busy port is the likeliest mistake, and it should
@@ -131,13 +131,20 @@ func (s *server) open(ctx context.Context) error {
 	// Live-tail streams never end by themselves: end them when Shutdown
 	// starts, so that it waits only for requests that do.
 	s.http.RegisterOnShutdown(s.node.Tail.Close)
-	if cfg.debugAddr != "" {
-		if s.debug, err = serveDebug(cfg.debugAddr, s.logger); err != nil {
+	return s.openPrivate()
+}
+
+// openPrivate starts the listeners apart from the API's that the flags
+// ask for: profiles (--debug-addr) and metrics (--metrics-addr).
+func (s *server) openPrivate() error {
+	var err error
+	if s.cfg.debugAddr != "" {
+		if s.debug, err = serveDebug(s.cfg.debugAddr, s.logger); err != nil {
 			return err
 		}
 	}
-	if cfg.metricsAddr != "" {
-		if s.metrics, err = serveMetrics(cfg.metricsAddr, s.node.Metrics.Handler(), s.logger); err != nil {
+	if s.cfg.metricsAddr != "" {
+		if s.metrics, err = serveMetrics(s.cfg.metricsAddr, s.node.Metrics.Handler(), s.logger); err != nil {
 			return err
 		}
 	}
