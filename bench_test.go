@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trail-audit/trail"
 )
@@ -36,4 +37,29 @@ func BenchmarkParseBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkParsePrepare is the request path's per-event work before the
+// writer: a batch of 1,000 events parsed, then each prepared (digest and
+// record bytes), as POST /logs and the ingester do it.
+func BenchmarkParsePrepare(b *testing.B) {
+	items := make([]string, 1000)
+	for i := range items {
+		items[i] = benchEvent(i)
+	}
+	in := []byte("[" + strings.Join(items, ",") + "]")
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		events, err := trail.ParseBatch(in, trail.DefaultLimits)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range events {
+			if _, err := trail.Prepare(e, now, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(items)), "µs/event")
 }
