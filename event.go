@@ -58,6 +58,10 @@ type Event struct {
 	// DefaultLimits.MaxEventBytes. ParseEvent sets it from its Limits.
 	maxRecord int
 
+	// dataValid is true when Data is known to be valid JSON (ParseEvent
+	// read it), so that Prepare need not check it again.
+	dataValid bool
+
 	// KeyID is the id of the API key that writes the event, set by the
 	// server (Principal.CheckEvents), never read from the input. It is
 	// outside the canonical encoding, so the idempotency digest ignores it:
@@ -134,6 +138,7 @@ func ParseEvent(b []byte, lim Limits) (*Event, error) {
 		return nil, err
 	}
 	e.maxRecord = lim.MaxEventBytes
+	e.dataValid = true // the strict decoder read it
 	return e, nil
 }
 
@@ -238,21 +243,22 @@ func (w *wireEvent) data() (json.RawMessage, error) {
 	if w.AppData != nil && w.VariantData != nil {
 		return nil, Errorf(EINVALID, "fields \"app_data\" and \"variant_data\" both given; send one")
 	}
-	m := map[string]json.RawMessage{}
+	// As encoding/json writes the map {"app": ..., "invariant": ...}.
+	b := []byte{'{'}
+	app := w.AppData
+	if app == nil {
+		app = w.VariantData
+	}
+	if app != nil {
+		b = appendCompact(append(b, `"app":`...), app, false)
+	}
 	if w.InvariantData != nil {
-		m["invariant"] = json.RawMessage(w.InvariantData)
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = appendCompact(append(b, `"invariant":`...), w.InvariantData, false)
 	}
-	if w.AppData != nil {
-		m["app"] = json.RawMessage(w.AppData)
-	}
-	if w.VariantData != nil {
-		m["app"] = json.RawMessage(w.VariantData)
-	}
-	b, err := marshalNoEscape(m)
-	if err != nil {
-		return nil, Errorf(EINVALID, "legacy data fields: %v", err)
-	}
-	return b, nil
+	return append(b, '}'), nil
 }
 
 // Validate checks the event's fields. Errors name the field.

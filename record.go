@@ -1,7 +1,6 @@
 package trail
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"strconv"
@@ -69,14 +68,16 @@ type Prepared struct {
 // bytes are served as application/json and never as HTML. A record that
 // would still outgrow the event limit (Limits.MaxEventBytes, as given to
 // ParseEvent) is refused with ETOOLARGE.
+//
+// The body is encoded once, by appending bytes, and the digest is taken
+// over the event's canonical encoding (encoding/json's Marshal, HTML
+// escaping and all) derived from the body's bytes rather than encoded
+// again; FuzzPrepare holds both to encoding/json's output.
 func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, error) {
-	// The digest keeps json.Marshal's HTML-escaping encoding: it is what
-	// records stored by earlier versions are compared by on a replay.
-	canon, err := json.Marshal(e)
-	if err != nil {
-		return nil, Errorf(EINVALID, "event: %v", err)
+	if len(e.Data) > 0 && !e.dataValid && !json.Valid(e.Data) {
+		return nil, Errorf(EINVALID, "event: field \"data\" is not valid JSON")
 	}
-	p := &Prepared{Digest: sha256.Sum256(canon)}
+	p := &Prepared{}
 	p.ID, p.ClientID = e.ID, e.ID != ""
 	if p.ID == "" {
 		p.ID = newID()
@@ -90,9 +91,14 @@ func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, er
 		ReceivedAt: receivedAt, KeyID: e.KeyID, Time: t, Tenant: e.Tenant, Actor: e.Actor, Action: e.Action,
 		Target: e.Target, Source: e.Source, Outcome: e.Outcome, RequestID: e.RequestID, Data: e.Data,
 	}
-	if p.body, err = marshalNoEscape(&p.Body); err != nil {
-		return nil, Errorf(EINVALID, "event: %v", err)
+	b, tail, ok := encodeBody(make([]byte, 0, bodySize(&p.Body)), &p.Body)
+	if ok {
+		p.Digest, ok = digest(e, &p.Body, b[tail:])
 	}
+	if !ok {
+		return nil, Errorf(EINVALID, "event: field \"time\" is out of range: %s", t)
+	}
+	p.body = b
 	limit := e.maxRecord
 	if limit <= 0 {
 		limit = DefaultLimits.MaxEventBytes
@@ -109,16 +115,118 @@ func entryOverhead(id string, logLen int) int {
 	return len(`{"id":"","log":"","seq":,`) + len(id) + logLen + len("9223372036854775807") - 1 // body starts with '{'
 }
 
-// marshalNoEscape is json.Marshal without the HTML escaping of <, > and &,
-// which made records up to six times their event.
-func marshalNoEscape(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+// encodeBody appends b's JSON encoding, as encoding/json writes it
+// without HTML escaping, and returns where its tail starts: the members
+// from tenant on, which the canonical encoding shares. It reports false
+// for a time that encoding/json would refuse.
+func encodeBody(dst []byte, b *Body) (_ []byte, tail int, ok bool) {
+	dst = append(dst, `{"received_at":`...)
+	dst, ok = appendTime(dst, b.ReceivedAt)
+	if b.KeyID != "" {
+		dst = append(dst, `,"key_id":`...)
+		dst = appendString(dst, b.KeyID, false)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	dst = append(dst, `,"time":`...)
+	dst, okTime := appendTime(dst, b.Time)
+	dst = append(dst, ',')
+	tail = len(dst)
+	return appendTail(dst, b, false), tail, ok && okTime
+}
+
+// bodySize is about the length of b's encoding, for a buffer that need not
+// grow: the names, the times and the strings, with room for some escapes.
+func bodySize(b *Body) int {
+	n := 320 + len(b.KeyID) + len(b.Tenant) + len(b.Action) + len(b.RequestID) + len(b.Data)
+	n += len(b.Actor.ID) + len(b.Actor.Type) + len(b.Actor.Name) + len(b.Actor.IP)
+	n += len(b.Source.Service) + len(b.Source.Host) + len(b.Source.IP)
+	if b.Target != nil {
+		n += len(b.Target.ID) + len(b.Target.Type)
+	}
+	return n
+}
+
+// digest returns the idempotency digest of e: the SHA-256 of json.Marshal(e),
+// HTML escaping and all, which is what records stored by earlier versions
+// are compared by on a replay. The members from tenant on are those of the
+// record body's tail, with <, >, &, U+2028 and U+2029 escaped, unless the
+// outcome is empty: only the event omits it then.
+func digest(e *Event, b *Body, tail []byte) (Digest, bool) {
+	var buf [64 + MaxIDLen]byte
+	h := append(buf[:0], '{')
+	if e.ID != "" {
+		h = append(h, `"id":`...)
+		h = appendString(h, e.ID, true)
+		h = append(h, ',')
+	}
+	ok := true
+	if e.Time != nil {
+		h = append(h, `"time":`...)
+		h, ok = appendTime(h, *e.Time)
+		h = append(h, ',')
+	}
+	if e.Outcome == "" {
+		return sha256.Sum256(appendTail(h, b, true)), ok
+	}
+	sum := sha256.New()
+	sum.Write(h)
+	writeHTMLEscaped(sum, tail)
+	var d Digest
+	sum.Sum(d[:0])
+	return d, ok
+}
+
+// appendTail appends the members an event and its record share, from
+// tenant to data, and the closing brace. canon writes the canonical
+// encoding (Event's): HTML escaping, and no empty outcome.
+func appendTail(dst []byte, b *Body, canon bool) []byte {
+	if b.Tenant != "" {
+		dst = append(dst, `"tenant":`...)
+		dst = appendString(dst, b.Tenant, canon)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"actor":{"id":`...)
+	dst = appendString(dst, b.Actor.ID, canon)
+	dst = appendMember(dst, `,"type":`, b.Actor.Type, canon)
+	dst = appendMember(dst, `,"name":`, b.Actor.Name, canon)
+	dst = appendMember(dst, `,"ip":`, b.Actor.IP, canon)
+	dst = append(dst, `},"action":`...)
+	dst = appendString(dst, b.Action, canon)
+	if t := b.Target; t != nil {
+		dst = append(dst, `,"target":{`...)
+		if t.ID != "" {
+			dst = append(dst, `"id":`...)
+			dst = appendString(dst, t.ID, canon)
+			if t.Type != "" {
+				dst = append(dst, ',')
+			}
+		}
+		dst = appendMember(dst, `"type":`, t.Type, canon)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `,"source":{"service":`...)
+	dst = appendString(dst, b.Source.Service, canon)
+	dst = appendMember(dst, `,"host":`, b.Source.Host, canon)
+	dst = appendMember(dst, `,"ip":`, b.Source.IP, canon)
+	dst = append(dst, '}')
+	if b.Outcome != "" || !canon { // Body's outcome is not omitempty
+		dst = append(dst, `,"outcome":`...)
+		dst = appendString(dst, b.Outcome, canon)
+	}
+	dst = appendMember(dst, `,"request_id":`, b.RequestID, canon)
+	if len(b.Data) > 0 {
+		dst = append(dst, `,"data":`...)
+		dst = appendCompact(dst, b.Data, canon)
+	}
+	return append(dst, '}')
+}
+
+// appendMember appends name and v, the JSON of an omitempty string, unless
+// v is empty.
+func appendMember(dst []byte, name, v string, html bool) []byte {
+	if v == "" {
+		return dst
+	}
+	return appendString(append(dst, name...), v, html)
 }
 
 // Entry places p at seq in log and returns the entry to store: the record
