@@ -172,6 +172,31 @@ func TestPushBatch(t *testing.T) {
 	}
 }
 
+func TestPushEncoded(t *testing.T) {
+	c := newClient(t)
+	ctx := context.Background()
+	body := []byte(`[{"id":"enc-1","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}},{"id":"enc-2","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}]`)
+	prefix := []byte("kept:")
+	answer, created, err := c.PushEncoded(ctx, prefix, body, true)
+	if err != nil || !created {
+		t.Fatalf("got created %v, %v; want created", created, err)
+	}
+	if !bytes.HasPrefix(answer, prefix) {
+		t.Fatalf("got answer %q, want it appended to %q", answer, prefix)
+	}
+	var a struct{ Receipts []trail.Receipt }
+	if err := json.Unmarshal(answer[len(prefix):], &a); err != nil || len(a.Receipts) != 2 || a.Receipts[1].ID != "enc-2" {
+		t.Fatalf("got receipts %s (%v), want two, the second for enc-2", answer, err)
+	}
+	if _, created, err = c.PushEncoded(ctx, nil, body, true); err != nil || created {
+		t.Fatalf("replay: got created %v, %v; want a replay", created, err)
+	}
+	_, _, err = c.PushEncoded(ctx, nil, []byte(`{"action":"a.b"}`), false)
+	if got := trail.ErrorCode(err); got != trail.EINVALID {
+		t.Fatalf("invalid event: got %v, want %s", err, trail.EINVALID)
+	}
+}
+
 func TestPushInvalid(t *testing.T) {
 	c := newClient(t)
 	ctx := context.Background()

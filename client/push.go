@@ -76,6 +76,32 @@ func (c *Client) PushRaw(ctx context.Context, events ...json.RawMessage) (*trail
 	return c.post(ctx, body, ids)
 }
 
+// PushEncoded sends a request body the caller encoded: one event object or
+// a JSON array of them. It is for load generators, which must spend little
+// CPU per event: it neither encodes events nor decodes the receipts, but
+// appends the answer's body (the receipts, as docs/API.md gives them) to
+// dst and returns it. idempotent says that every event has an id, so that
+// the request may be retried after a dropped connection or a gateway
+// error. created is false when every event was a replay.
+func (c *Client) PushEncoded(ctx context.Context, dst, body []byte, idempotent bool) (answer []byte, created bool, err error) {
+	resp, err := c.do(ctx, &request{
+		method: http.MethodPost, path: "/logs", body: body, contentType: "application/json",
+		accept: "application/json", idempotent: idempotent,
+	})
+	if err != nil {
+		return dst, false, err
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return dst, false, errorFrom(resp)
+	}
+	defer resp.Body.Close()
+	buf := bytes.NewBuffer(dst)
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return dst, false, fmt.Errorf("trail client: POST /logs: read receipts: %w", err)
+	}
+	return buf.Bytes(), resp.StatusCode == http.StatusCreated, nil
+}
+
 // withID returns raw with an "id" member, adding one if raw is an object
 // without it, and the id ("" if it has none). Malformed input is left for
 // the server to reject with a precise message.

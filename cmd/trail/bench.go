@@ -27,7 +27,9 @@ const benchAbout = `Bench is a load generator: --concurrency clients each send r
 --batch events over HTTP, back to back, until --events are acknowledged or
 --duration has passed. It shows progress on stderr, then reports events/s,
 per-request latency (retries included), the answers by status, and
-failures. Last, it reads back every acknowledged id (GET /logs/{id}) and
+failures, and the CPU it spent itself (cores, and CPU-µs per event): it
+shares the machine with the server it measures. With --server-pid (Linux)
+it reports the server's CPU as well. Events are about 600 bytes. Last, it reads back every acknowledged id (GET /logs/{id}) and
 checks the bytes hash to the receipt's leaf hash; it exits non-zero if any
 acknowledged event is missing or differs. Send load only to a server you run.
 `
@@ -46,6 +48,7 @@ type benchConfig struct {
 	check       bool
 	jsonOut     bool
 	progress    time.Duration
+	serverPID   int // 0: the server's CPU is not measured
 }
 
 func (c *cli) runBench(ctx context.Context, args []string) error {
@@ -59,9 +62,10 @@ func (c *cli) runBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.ids, "ids", true, "give each event a client-chosen UUIDv7 id, as producers should")
 	fs.StringVar(&cfg.tenant, "tenant", "bench", "`tenant` of the generated events")
 	fs.StringVar(&cfg.action, "action", "bench.event", "`action` of the generated events")
-	fs.IntVar(&cfg.dataBytes, "data-bytes", 100, "approximate `size` of each event's data object")
+	fs.IntVar(&cfg.dataBytes, "data-bytes", 280, "approximate `size` of each event's data object (280: events of about 600 bytes)")
 	fs.BoolVar(&cfg.check, "check", true, "read back every acknowledged event at the end")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON, for scripts")
+	fs.IntVar(&cfg.serverPID, "server-pid", 0, "`pid` of the server, on the same Linux machine, to report its CPU per event as well (from /proc)")
 	fs.DurationVar(&cfg.progress, "progress", 5*time.Second, "`interval` of progress lines when stderr is not a terminal (0: none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -79,7 +83,7 @@ func (c *cli) runBench(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if cfg.events < 0 || cfg.duration < 0 || cfg.dataBytes < 0 || (cfg.events == 0 && cfg.duration == 0) {
+	if cfg.events < 0 || cfg.duration < 0 || cfg.dataBytes < 0 || cfg.serverPID < 0 || (cfg.events == 0 && cfg.duration == 0) {
 		return usageError{errors.New("bench: give a positive --events, or a --duration")}
 	}
 	if fs.NArg() > 0 {
@@ -158,8 +162,22 @@ func bench(ctx context.Context, cfg *benchConfig, stderr io.Writer, tty bool) (*
 		return nil, err
 	}
 	load := newBenchLoad(ctx, cfg, cl)
+	meter, err := startCPUMeter(cfg.serverPID)
+	if err != nil {
+		return nil, err
+	}
 	workers, elapsed := load.drive(ctx, stderr, tty)
+	gen, server, err := meter.stop()
+	if err != nil {
+		return nil, err
+	}
 	rep, acks := load.report(workers, elapsed, answers.snapshot(), ctx.Err() != nil)
+	if gen >= 0 {
+		rep.GeneratorCPU = newCPUReport(0, gen, elapsed, rep.EventsAcked)
+	}
+	if cfg.serverPID > 0 {
+		rep.ServerCPU = newCPUReport(cfg.serverPID, server, elapsed, rep.EventsAcked)
+	}
 	if cfg.check && len(acks) > 0 {
 		if !cfg.jsonOut {
 			fmt.Fprintf(stderr, "reading back %d acknowledged events...\n", len(acks))
@@ -202,6 +220,8 @@ type benchLoad struct {
 	cfg      *benchConfig
 	cl       *client.Client
 	pad      string
+	tenant   []byte // JSON strings
+	action   []byte
 	start    time.Time
 	deadline time.Time // zero: none
 	// reqCtx outlives an interrupt: requests in flight finish, so that
@@ -215,6 +235,8 @@ func newBenchLoad(ctx context.Context, cfg *benchConfig, cl *client.Client) *ben
 		cfg: cfg, cl: cl, pad: strings.Repeat("x", max(cfg.dataBytes-30, 0)),
 		start: time.Now(), reqCtx: context.WithoutCancel(ctx),
 	}
+	l.tenant, _ = json.Marshal(cfg.tenant)
+	l.action, _ = json.Marshal(cfg.action)
 	if cfg.duration > 0 {
 		l.deadline = l.start.Add(cfg.duration)
 	}
@@ -244,14 +266,18 @@ func (l *benchLoad) drive(ctx context.Context, stderr io.Writer, tty bool) ([]*b
 }
 
 // work is one client: it sends a request, waits for the answer, and again.
+// It reuses its buffers from one request to the next.
 func (l *benchLoad) work(ctx context.Context, w int, bw *benchWorker) {
 	rng := rand.New(rand.NewPCG(uint64(w), uint64(l.start.UnixNano())))
+	var body, answer []byte
+	var ids []string
 	for ctx.Err() == nil && (l.deadline.IsZero() || time.Now().Before(l.deadline)) {
 		first, n, ok := l.claim()
 		if !ok {
 			return
 		}
-		l.push(bw, l.events(rng, first, n))
+		body, ids = l.encode(body[:0], ids[:0], rng, first, n)
+		answer = l.push(bw, body, ids, answer[:0])
 	}
 }
 
@@ -268,42 +294,31 @@ func (l *benchLoad) claim() (first, n int64, ok bool) {
 	return first, n, true
 }
 
-// events generates n events numbered from first.
-func (l *benchLoad) events(rng *rand.Rand, first, n int64) []*trail.Event {
-	events := make([]*trail.Event, n)
-	for i := range events {
-		events[i] = &trail.Event{
-			Tenant:  l.cfg.tenant,
-			Actor:   trail.Actor{ID: "user-" + strconv.Itoa(rng.IntN(10000)), Type: "user"},
-			Action:  l.cfg.action,
-			Target:  &trail.Target{ID: "acct-" + strconv.Itoa(rng.IntN(100000)), Type: "account"},
-			Source:  trail.Source{Service: "trail-bench"},
-			Outcome: trail.OutcomeSuccess,
-			Data:    json.RawMessage(`{"n":` + strconv.FormatInt(first+int64(i), 10) + `,"pad":"` + l.pad + `"}`),
-		}
-	}
-	return events
-}
-
-// push sends one request and records its outcome in bw.
-func (l *benchLoad) push(bw *benchWorker, events []*trail.Event) {
-	n := int64(len(events))
+// push sends one request of the events with ids and records its outcome
+// in bw. It returns the answer's buffer, for the next request.
+func (l *benchLoad) push(bw *benchWorker, body []byte, ids []string, answer []byte) []byte {
+	n := int64(len(ids))
 	t0 := time.Now()
 	pctx, cancel := context.WithTimeout(l.reqCtx, l.cfg.timeout)
-	res, err := l.cl.Push(pctx, events...)
+	answer, _, err := l.cl.PushEncoded(pctx, answer, body, l.cfg.ids)
 	cancel()
 	bw.latencies = append(bw.latencies, time.Since(t0))
 	bw.requests++
+	if err == nil {
+		before := len(bw.acks)
+		if bw.acks, err = scanReceipts(bw.acks, answer, ids); err != nil {
+			bw.acks = bw.acks[:before]
+			err = fmt.Errorf("bench: POST /logs: %w", err)
+		}
+	}
 	if err != nil {
 		bw.failedReq++
 		bw.failures[errClass(err)]++
 		l.failed.Add(n)
-		return
-	}
-	for _, r := range res.Receipts {
-		bw.acks = append(bw.acks, ack{id: r.ID, leaf: r.LeafHash})
+		return answer
 	}
 	l.acked.Add(n)
+	return answer
 }
 
 // report merges the workers' results, and returns the acknowledged events.

@@ -26,7 +26,12 @@ type benchReport struct {
 	Answers        map[string]int64 `json:"answers"`  // every HTTP attempt, by status or error
 	Failures       map[string]int64 `json:"failures"` // requests that failed for good, by cause
 	Interrupted    bool             `json:"interrupted,omitempty"`
-	ReadBack       *readBackReport  `json:"read_back,omitempty"`
+	// GeneratorCPU is trail bench's own CPU over the load phase: it shares
+	// the machine with the server it measures. ServerCPU is the server's,
+	// with --server-pid.
+	GeneratorCPU *cpuReport      `json:"generator_cpu,omitempty"`
+	ServerCPU    *cpuReport      `json:"server_cpu,omitempty"`
+	ReadBack     *readBackReport `json:"read_back,omitempty"`
 }
 
 type latencyReport struct {
@@ -73,6 +78,12 @@ func (r *benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  duration     %.2fs\n", r.Seconds)
 	fmt.Fprintf(w, "  acked        %d events in %d requests\n", r.EventsAcked, r.Requests-r.RequestsFailed)
 	fmt.Fprintf(w, "  throughput   %.0f events/s, %.0f requests/s\n", r.EventsPerSec, r.RequestsPerSec)
+	if c := r.GeneratorCPU; c != nil {
+		fmt.Fprintf(w, "  generator    %.2f cores, %.1f CPU-µs/event (trail bench itself, load phase)\n", c.Cores, c.USPerEvent)
+	}
+	if c := r.ServerCPU; c != nil {
+		fmt.Fprintf(w, "  server       %.2f cores, %.1f CPU-µs/event (pid %d)\n", c.Cores, c.USPerEvent, c.PID)
+	}
 	l := r.LatencyMs
 	fmt.Fprintf(w, "  latency      p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  mean %.2fms (per request, retries included)\n", l.P50, l.P90, l.P99, l.Max, l.Mean)
 	fmt.Fprintf(w, "  answers      %s\n", countsString(r.Answers))

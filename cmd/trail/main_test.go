@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -269,7 +271,12 @@ func TestCLI(t *testing.T) {
 	}
 
 	// bench: a short run, read back in full.
-	code, out, stderr = runMain(ctx, "", "bench", "--url", p.URL, "--events", "300", "--concurrency", "4", "--batch", "7", "--json")
+	// --server-pid: the server is a process of its own.
+	benchArgs := []string{"bench", "--url", p.URL, "--events", "300", "--concurrency", "4", "--batch", "7", "--json"}
+	if runtime.GOOS == "linux" {
+		benchArgs = append(benchArgs, "--server-pid", strconv.Itoa(p.cmd.Process.Pid))
+	}
+	code, out, stderr = runMain(ctx, "", benchArgs...)
 	if code != 0 {
 		t.Fatalf("bench: exit code %d: %s", code, stderr)
 	}
@@ -279,6 +286,13 @@ func TestCLI(t *testing.T) {
 	}
 	if rep.EventsAcked != 300 || rep.ReadBack == nil || rep.ReadBack.Found != 300 || rep.Answers["201"] != 43 {
 		t.Fatalf("bench: got %+v (read-back %+v), want 300 events in 43 requests, all read back", rep, rep.ReadBack)
+	}
+	if g := rep.GeneratorCPU; g == nil || g.CPUSeconds <= 0 || g.Cores <= 0 || g.USPerEvent <= 0 {
+		t.Fatalf("bench: got generator CPU %+v, want positive figures", g)
+	}
+	// /proc counts in 10 ms ticks: a short run may show none.
+	if s := rep.ServerCPU; runtime.GOOS == "linux" && (s == nil || s.PID != p.cmd.Process.Pid || s.CPUSeconds < 0) {
+		t.Fatalf("bench: got server CPU %+v, want a figure for pid %d", s, p.cmd.Process.Pid)
 	}
 }
 
