@@ -120,3 +120,23 @@ func TestPrepareMatchesEncodingJSON(t *testing.T) {
 		checkPrepare(t, e)
 	}
 }
+
+// TestReceiptAppendJSON holds Receipt.AppendJSON to encoding/json.
+func TestReceiptAppendJSON(t *testing.T) {
+	for _, r := range []Receipt{
+		{},
+		{ID: "0190a8c0-0000-7000-8000-000000000000", Log: "main", Seq: 1 << 40, ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), LeafHash: sha256.Sum256([]byte("x"))},
+		{ID: `odd "<id>" & \ ` + "\u2028", Log: "a:b", Seq: -1, ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", -5*3600))},
+	} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(&r); err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+		if got := r.AppendJSON([]byte("x")); string(got) != "x"+string(want) {
+			t.Errorf("got  %s\nwant x%s", got, want)
+		}
+	}
+}

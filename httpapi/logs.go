@@ -81,14 +81,11 @@ func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if single && len(res.Receipts) == 1 {
+	single = single && len(res.Receipts) == 1
+	if single {
 		w.Header().Set("Location", "/logs/"+res.Receipts[0].ID)
-		writeJSON(w, status, res.Receipts[0])
-		return
 	}
-	writeJSON(w, status, struct {
-		Receipts []trail.Receipt `json:"receipts"`
-	}{res.Receipts})
+	writeReceipts(w, status, res.Receipts, single)
 }
 
 // requestBodyKind reads Content-Type (and Content-Encoding) to choose a
