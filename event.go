@@ -90,6 +90,15 @@ type wireEvent struct {
 	InvariantData jsontext.Value `json:"invariant_data"`
 	AppData       jsontext.Value `json:"app_data"`
 	VariantData   jsontext.Value `json:"variant_data"`
+
+	// vals holds what the pointers above point to, so that decodeEvent
+	// allocates once for all of them.
+	vals struct {
+		strs   [10]string
+		actor  Actor
+		target Target
+		source Source
+	}
 }
 
 // Field limits.
@@ -122,9 +131,15 @@ func ParseEvent(b []byte, lim Limits) (*Event, error) {
 		return nil, Errorf(EINVALID, "event must be a JSON object")
 	}
 	var w wireEvent
-	if err := decodeStrict(b, &w); err != nil {
+	if err := decodeEvent(b, &w); err != nil {
 		return nil, err
 	}
+	return w.finish(lim)
+}
+
+// finish makes the decoded w an event: the key's default source, the
+// legacy mapping, validation, and what Prepare needs to know.
+func (w *wireEvent) finish(lim Limits) (*Event, error) {
 	if lim.DefaultSource != "" && w.SrcService == nil {
 		if w.Source == nil {
 			w.Source = &Source{}
@@ -188,9 +203,9 @@ func (w *wireEvent) event() (*Event, error) {
 	if w.Tenant != nil {
 		e.Tenant = *w.Tenant
 	}
-	e.Target = w.Target
-	if e.Target != nil && *e.Target == (Target{}) {
-		e.Target = nil
+	if w.Target != nil && *w.Target != (Target{}) {
+		t := *w.Target // not a pointer into w, which the event would keep
+		e.Target = &t
 	}
 	e.Outcome = OutcomeUnknown
 	if w.Outcome != nil {
@@ -362,6 +377,9 @@ func ValidateID(id string) error {
 func ParseBatch(b []byte, lim Limits) ([]*Event, error) {
 	if !utf8.Valid(b) {
 		return nil, Errorf(EINVALID, "request body is not valid UTF-8")
+	}
+	if events, ok := parseBatchFast(b, lim); ok {
+		return events, nil
 	}
 	raws, err := splitArray(b)
 	if err != nil {

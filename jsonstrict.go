@@ -30,14 +30,6 @@ var splitJSON = jsonv2.JoinOptions(
 	jsontext.AllowInvalidUTF8(true),
 )
 
-// decodeStrict decodes one JSON value (and nothing after it) into v.
-func decodeStrict(b []byte, v any) error {
-	if err := jsonv2.Unmarshal(b, v, strictJSON); err != nil {
-		return jsonError(err)
-	}
-	return nil
-}
-
 // splitArray returns the items of the JSON array b as subslices of b.
 func splitArray(b []byte) ([][]byte, error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(b), splitJSON)

@@ -140,3 +140,56 @@ func TestReceiptAppendJSON(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseBatch holds the one-pass reading of a batch to the item-by-item
+// one: the same events, or, where the batch is bad, the item-by-item
+// reading's error (parseBatchFast only ever succeeds).
+func FuzzParseBatch(f *testing.F) {
+	for _, s := range prepareSeeds {
+		f.Add([]byte("[" + s + "," + s + "]"))
+		f.Add([]byte(" [ " + s + " ] "))
+	}
+	f.Add([]byte(`[{"id":"a","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}},{"id":"a","action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}]`))
+	f.Add([]byte(`[{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"}},42]`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lim := Limits{MaxEventBytes: 300, MaxBatchEvents: 3}
+		fast, ok := parseBatchFast(b, lim)
+		var slow []*Event
+		raws, err := splitArray(b)
+		if err == nil {
+			slow, err = parseItems(raws, lim)
+		}
+		if ok != (err == nil) {
+			t.Fatalf("input %q: one pass says %v, item by item says %v", b, ok, err)
+		}
+		got, _ := json.Marshal(fast)
+		want, _ := json.Marshal(slow)
+		if ok && !bytes.Equal(got, want) {
+			t.Fatalf("input %q: one pass reads %s, item by item reads %s", b, got, want)
+		}
+	})
+}
+
+// TestParseBatchLimits checks the limits at their edges on both readings.
+func TestParseBatchLimits(t *testing.T) {
+	item := `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`
+	lim := Limits{MaxEventBytes: len(item), MaxBatchEvents: 2}
+	for _, tt := range []struct {
+		in   string
+		want string // error code, "" for success
+	}{
+		{"[" + item + ", " + item + "]", ""},
+		{"[" + item + "," + item + "," + item + "]", ETOOLARGE},
+		{"[" + item + "," + item[:len(item)-1] + ` }` + "]", ETOOLARGE},
+		{"[" + item + "," + `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"data":{}}` + "]", ETOOLARGE},
+	} {
+		events, err := ParseBatch([]byte(tt.in), lim)
+		if got := ErrorCode(err); got != tt.want {
+			t.Errorf("%s: got %v, want code %q", tt.in, err, tt.want)
+		}
+		if tt.want == "" && len(events) != 2 {
+			t.Errorf("%s: got %d events, want 2", tt.in, len(events))
+		}
+	}
+}
