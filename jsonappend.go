@@ -1,7 +1,6 @@
 package trail
 
 import (
-	"hash"
 	"time"
 	"unicode/utf8"
 )
@@ -121,31 +120,25 @@ func appendTime(dst []byte, t time.Time) ([]byte, bool) {
 	return append(dst, '"'), ok
 }
 
-// writeHTMLEscaped writes b to h with <, > and & escaped as \u003c,
-// \u003e and \u0026, and U+2028 and U+2029 as \u2028 and \u2029, as
+// appendHTMLEscaped appends b with <, > and & escaped as \u003c, \u003e
+// and \u0026, and U+2028 and U+2029 as \u2028 and \u2029, as
 // encoding/json's HTML-safe encoding has them. In JSON that encoding/json
 // wrote without that escaping, those bytes occur only inside strings, so
 // escaping them wherever they are gives the HTML-safe encoding.
-func writeHTMLEscaped(h hash.Hash, b []byte) {
+func appendHTMLEscaped(dst, b []byte) []byte {
 	start := 0
-	esc := [6]byte{'\\', 'u'}
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '<', c == '>', c == '&':
-			esc[2], esc[3], esc[4], esc[5] = '0', '0', hexDigits[c>>4], hexDigits[c&0xF]
+			dst = append(dst, b[start:i]...)
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			start = i + 1
 		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && b[i+2]&^1 == 0xA8:
-			esc[2], esc[3], esc[4], esc[5] = '2', '0', '2', hexDigits[b[i+2]&0xF]
-			h.Write(b[start:i])
-			h.Write(esc[:])
+			dst = append(dst, b[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[b[i+2]&0xF])
 			i += 2
 			start = i + 1
-			continue
-		default:
-			continue
 		}
-		h.Write(b[start:i])
-		h.Write(esc[:])
-		start = i + 1
 	}
-	h.Write(b[start:])
+	return append(dst, b[start:]...)
 }

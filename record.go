@@ -151,7 +151,7 @@ func bodySize(b *Body) int {
 // record body's tail, with <, >, &, U+2028 and U+2029 escaped, unless the
 // outcome is empty: only the event omits it then.
 func digest(e *Event, b *Body, tail []byte) (Digest, bool) {
-	var buf [64 + MaxIDLen]byte
+	var buf [1024]byte // most events fit: no allocation
 	h := append(buf[:0], '{')
 	if e.ID != "" {
 		h = append(h, `"id":`...)
@@ -165,14 +165,11 @@ func digest(e *Event, b *Body, tail []byte) (Digest, bool) {
 		h = append(h, ',')
 	}
 	if e.Outcome == "" {
-		return sha256.Sum256(appendTail(h, b, true)), ok
+		h = appendTail(h, b, true)
+	} else {
+		h = appendHTMLEscaped(h, tail)
 	}
-	sum := sha256.New()
-	sum.Write(h)
-	writeHTMLEscaped(sum, tail)
-	var d Digest
-	sum.Sum(d[:0])
-	return d, ok
+	return sha256.Sum256(h), ok
 }
 
 // appendTail appends the members an event and its record share, from
