@@ -1,6 +1,7 @@
 package trail
 
 import (
+	"bytes"
 	"time"
 	"unicode/utf8"
 )
@@ -68,40 +69,47 @@ func appendString(dst []byte, s string, html bool) []byte {
 
 // appendCompact appends the valid JSON value src without insignificant
 // whitespace, as json.Compact does; with html it also escapes <, >, &,
-// U+2028 and U+2029, as Marshal does for a json.RawMessage. Such bytes
-// occur only inside strings, so they are replaced wherever they are.
+// U+2028 and U+2029, as Marshal does for a json.RawMessage. Strings are
+// skipped whole, by the quote that ends them, rather than byte by byte.
 func appendCompact(dst, src []byte, html bool) []byte {
+	if html { // rare: only canonical encodings of events without an outcome
+		return appendHTMLEscaped(dst, appendCompact(nil, src, false))
+	}
 	start := 0
-	inString := false
-	for i := 0; i < len(src); i++ {
-		c := src[i]
-		if inString {
-			switch {
-			case c == '\\':
-				i++ // the escaped byte cannot end the string
-			case c == '"':
-				inString = false
-			case html && (c == '<' || c == '>' || c == '&'):
-				dst = append(dst, src[start:i]...)
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-				start = i + 1
-			case html && c == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xA8:
-				dst = append(dst, src[start:i]...)
-				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[src[i+2]&0xF])
-				i += 2
-				start = i + 1
-			}
-			continue
-		}
-		switch c {
+	for i := 0; i < len(src); {
+		switch src[i] {
 		case '"':
-			inString = true
+			i = stringEnd(src, i+1)
 		case ' ', '\t', '\n', '\r':
 			dst = append(dst, src[start:i]...)
-			start = i + 1
+			i++
+			start = i
+		default:
+			i++
 		}
 	}
 	return append(dst, src[start:]...)
+}
+
+// stringEnd returns the index after the quote that ends the JSON string
+// whose contents start at b[i]: the first quote not escaped by an odd
+// number of backslashes.
+func stringEnd(b []byte, i int) int {
+	for {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b)
+		}
+		j := i + q
+		n := 0
+		for k := j - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1
+		}
+		i = j + 1
+	}
 }
 
 // appendTime appends t as a JSON string, as time.Time's MarshalJSON does.
