@@ -42,7 +42,7 @@ func MustOpenBrowser(tb testing.TB) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.WindowSize(1280, 860),
+		chromedp.WindowSize(1200, 760),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx)

@@ -279,7 +279,7 @@
     const svg = $('hist');
     const NS = 'http://www.w3.org/2000/svg';
     svg.replaceChildren();
-    const W = 800, H = 80, N = 60;
+    const W = Math.max(300, Math.round(svg.getBoundingClientRect().width) || 800), H = 80, N = 60;
     svg.setAttribute('viewBox', `0 0 ${W} ${H + 16}`);
     if (!times.length) {
       $('hist-caption').textContent = 'No matching events.';

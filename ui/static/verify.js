@@ -68,10 +68,11 @@ window.trailVerify = (() => {
 
   // parseVerifier reads a note verifier key "<name>+<hex hash>+<base64(0x01 || key)>".
   async function parseVerifier(vkey) {
-    const parts = vkey.trim().split('+');
-    if (parts.length !== 3 || !/^[0-9a-f]{8}$/.test(parts[1])) fail('the verifier key is not of the form name+hash+key');
-    const [name, hash] = parts;
-    const raw = b64decode(parts[2]);
+    // The name holds no '+', but the base64 key may.
+    const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/]+=*)$/.exec(vkey.trim());
+    if (!m) fail('the verifier key is not of the form name+hash+key');
+    const [, name, hash] = m;
+    const raw = b64decode(m[3]);
     if (!raw || raw.length !== 33 || raw[0] !== 1) fail('the verifier key is not an Ed25519 note key (algorithm byte 0x01, 32-byte key)');
     // The key hash is the first 4 bytes of SHA-256(name + "\n" + 0x01 || key).
     const h = await sha256(concat(enc.encode(name + '\n'), raw));
