@@ -1,11 +1,13 @@
 package ui_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -135,5 +137,44 @@ func TestViewerToken(t *testing.T) {
 		if !strings.Contains(strings.Join(reached, "\n")+"\n", w+"\n") {
 			t.Errorf("Tab: never reached %q; reached %v", w, reached)
 		}
+	}
+}
+
+// TestViewerTail checks that a tailed event appears in the table within
+// 2 s of its POST. It runs where GET /logs/stream exists.
+func TestViewerTail(t *testing.T) {
+	srv := testserver.MustOpen(t, testserver.Config{UI: &ui.Config{}})
+	testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, 3)...)
+	// Resuming after the first record with limit 1 answers at once.
+	resp, err := http.Get(srv.URL + "/logs?order=asc&limit=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct{ Next string }
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = http.Get(srv.URL + "/logs/stream?limit=1&cursor=" + page.Next); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		t.Skipf("GET /logs/stream: got %d %s, want an event stream; live tail is not served here", resp.StatusCode, ct)
+	}
+	ctx := MustOpenBrowser(t)
+	run(t, ctx, "open", chromedp.Navigate(srv.URL+"/ui/?action=payment.*"))
+	waitJS(t, ctx, "rows", `document.querySelectorAll('#rows tr').length === 3`)
+	run(t, ctx, "tail on", chromedp.Click(chromedp.ID("tail")))
+	waitJS(t, ctx, "live", `document.getElementById('tail-state').textContent === 'Live'`)
+	start := time.Now()
+	id := testserver.PostNDJSON(t, srv.URL, testserver.Payments(3, 1)...)[0].ID
+	waitJS(t, ctx, "tailed row", fmt.Sprintf(`document.querySelector('#rows tr:first-child').dataset.id === %q`, id))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("tailed event: appeared %s after its POST, want within 2s", d)
+	}
+	if got := eval[int](t, ctx, `document.querySelectorAll('#rows tr').length`); got != 4 {
+		t.Errorf("rows after the tail: got %d, want 4", got)
 	}
 }

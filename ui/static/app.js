@@ -462,7 +462,7 @@
     q.delete('order');
     const es = new EventSource('/logs/stream?' + q);
     st.tail = es;
-    $('tail-state').textContent = 'Live';
+    $('tail-state').textContent = 'Connecting…';
     es.onmessage = (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch { return; }
@@ -472,6 +472,14 @@
       tr.classList.add('new');
       rows.prepend(tr);
     };
+    es.addEventListener('end', (m) => {
+      // The server cut the stream (a slow reader, or shutdown); the
+      // browser reconnects with Last-Event-ID and misses nothing.
+      let detail = '';
+      try { detail = JSON.parse(m.data).detail; } catch { /* not a problem */ }
+      $('tail-state').textContent = 'Stream ended' + (detail ? ': ' + detail : '') + '; reconnecting…';
+    });
+    es.onopen = () => { $('tail-state').textContent = 'Live'; };
     es.onerror = () => {
       $('tail-state').textContent = es.readyState === EventSource.CLOSED ? 'Live tail unavailable' : 'Reconnecting…';
     };
