@@ -17,7 +17,7 @@ import (
 
 // browserWait bounds every browser step: slow under -race on a shared
 // machine, but never a hung test.
-const browserWait = 20 * time.Second
+const browserWait = 30 * time.Second
 
 // MustOpenBrowser starts Debian's chromium headless with a fresh profile
 // and returns a tab's context. Without chromium the test is skipped, except
@@ -79,12 +79,13 @@ func eval[T any](tb testing.TB, ctx context.Context, expr string) T {
 	return v
 }
 
-// waitJS polls a JavaScript expression until it is true.
+// waitJS polls a JavaScript expression until it is true; one that throws
+// (an element not there yet) counts as false.
 func waitJS(tb testing.TB, ctx context.Context, what, expr string) {
 	tb.Helper()
 	deadline := time.Now().Add(browserWait)
 	for {
-		if eval[bool](tb, ctx, expr) {
+		if eval[bool](tb, ctx, "(() => { try { return !!("+expr+") } catch { return false } })()") {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -178,3 +178,24 @@ func TestViewerTail(t *testing.T) {
 		t.Errorf("rows after the tail: got %d, want 4", got)
 	}
 }
+
+// TestViewerNotCovered verifies a record from the row's button before any
+// signed checkpoint covers it: the page says so, retries, and shows ✓ once
+// the next checkpoint is signed.
+func TestViewerNotCovered(t *testing.T) {
+	// Checkpoints at most every 5 s: the second record waits for one.
+	srv := testserver.MustOpen(t, testserver.Config{UI: &ui.Config{}, CheckpointInterval: 5 * time.Second})
+	ctx := MustOpenBrowser(t)
+	run(t, ctx, "open", chromedp.Navigate(srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("app")))
+	testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, 1)...)
+	testserver.WaitCheckpoint(t, srv.URL, srv.Verifier, 1)
+	testserver.PostNDJSON(t, srv.URL, testserver.Payments(1, 1)...)
+	run(t, ctx, "search", chromedp.Click(chromedp.ID("search")))
+	waitJS(t, ctx, "rows", `document.querySelectorAll('#rows tr').length === 2`)
+	run(t, ctx, "verify the new row", chromedp.Click(chromedp.CSS(`#rows tr:first-child button.verify`)))
+	waitJS(t, ctx, "not covered", `document.querySelector('#rows tr:first-child .vresult').textContent.startsWith('Not yet covered')`)
+	waitJS(t, ctx, "covered", `document.querySelector('#rows tr:first-child .vresult').textContent === '✓'`)
+	if got := eval[string](t, ctx, `document.querySelector('#rows tr:first-child .vresult').title`); !strings.Contains(got, "tree size 2") {
+		t.Errorf("row verification: got title %q, want tree size 2", got)
+	}
+}

@@ -330,7 +330,7 @@
     st.opener = opener || null;
     const d = $('detail');
     $('verify-result').textContent = '';
-    $('verify-result').className = '';
+    delete $('verify-result').dataset.state;
     let bytes;
     try {
       bytes = await fetchBytes(id);
@@ -402,7 +402,7 @@
   // verifyInto verifies a record and writes ✓ or ✗ into out. A record no
   // checkpoint covers yet is retried every 2 s.
   async function verifyInto(id, out, short) {
-    out.className = 'pending';
+    out.dataset.state = 'pending';
     out.textContent = 'Verifying…';
     let key = localStorage.getItem('trail.verifierKey');
     let warning = '';
@@ -423,7 +423,7 @@
       let p = {};
       try { p = await r.json(); } catch { /* not a problem document */ }
       if (p.code === 'not_covered') {
-        out.className = 'pending';
+        out.dataset.state = 'pending';
         out.textContent = 'Not yet covered by a signed checkpoint; retrying in 2 s…';
         setTimeout(() => { if (out.isConnected) verifyInto(id, out, short); }, 2000);
         return;
@@ -437,7 +437,7 @@
   }
 
   function show(out, res, short) {
-    out.className = res.ok ? 'ok' : 'bad';
+    out.dataset.state = res.ok ? 'ok' : 'bad';
     if (res.ok) {
       const long = `✓ Verified: in ${res.origin}, tree size ${res.size}, root ${res.root}, checkpoint fetched ${fmtTime(res.checked)}.`;
       out.textContent = short ? '✓' : long;
