@@ -84,13 +84,18 @@ func (s *server) guard(scope trail.Scope, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// principal authenticates r, or returns the open principal when
+// principal authenticates r by its Authorization header or the viewer's
+// session cookie (session.go), or returns the open principal when
 // authentication is off.
 func (s *server) principal(r *http.Request) (*trail.Principal, error) {
 	if s.auth == nil {
 		return trail.OpenPrincipal, nil
 	}
-	p, err := s.auth.Authenticate(r.Context(), r.Header.Get("Authorization"), clientAddr(r))
+	h, err := credential(r)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.auth.Authenticate(r.Context(), h, clientAddr(r))
 	s.observeRefusal(err)
 	return p, err
 }

@@ -55,6 +55,9 @@ type Config struct {
 	// Heartbeat is how often an idle stream sends a comment (default
 	// DefaultHeartbeat).
 	Heartbeat time.Duration
+	// UI, if set, serves the viewer at /ui/ (package ui); it is not an API
+	// route and authenticates nothing itself.
+	UI http.Handler
 
 	// Observer is told of requests, authentication failures and rate
 	// limits, for metrics (default: nobody).
@@ -129,6 +132,9 @@ func New(cfg Config) http.Handler {
 		s.log = slog.Default()
 	}
 	s.routes()
+	if cfg.UI != nil {
+		s.mux.Handle("/ui/", cfg.UI)
+	}
 	return s
 }
 
@@ -152,6 +158,8 @@ func (s *server) routes() {
 	s.route("/tokens", methods{"POST": {admin, s.handleTokensCreate}})
 	s.route("/checkpoint", methods{"GET": {Public, s.handleCheckpointGet}})
 	s.route("/checkpoint/key", methods{"GET": {Public, s.handleCheckpointKey}})
+	s.route("/whoami", methods{"GET": {read, s.handleWhoami}})
+	s.route("/session", methods{"POST": {read, s.handleSessionCreate}, "DELETE": {read, s.handleSessionDelete}})
 	s.route("/healthz", methods{"GET": {Public, s.handleHealthz}})
 	s.route("/readyz", methods{"GET": {Public, s.handleReadyz}})
 	s.route("/metrics", methods{"GET": {trail.ScopeMetrics, s.handleMetrics}})

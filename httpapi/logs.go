@@ -184,14 +184,22 @@ const (
 )
 
 // listParams are the query parameters GET /logs takes.
-var listParams = []string{"tenant", "actor", "actor_type", "action", "target", "target_type", "source", "outcome", "since", "until", "order", "limit", "cursor"}
+var listParams = []string{"tenant", "actor", "actor_type", "action", "target", "target_type", "source", "outcome", "since", "until", "order", "limit", "cursor", "format"}
 
 // handleLogsIndex lists records by filter, a page at a time with a cursor,
 // or streams every match as NDJSON if the client accepts it.
 func (s *server) handleLogsIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Vary", "Accept")
-	stream := acceptsNDJSON(r.Header)
-	f, limit, err := parseListQuery(r.URL.Query(), stream)
+	q := r.URL.Query()
+	format, err := downloadFormat(q)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if format == nil && acceptsNDJSON(r.Header) {
+		format = &ndjsonStream
+	}
+	f, limit, err := parseListQuery(q, format != nil)
 	if err == nil {
 		err = trail.PrincipalFromContext(r.Context()).NarrowFilter(f)
 	}
@@ -199,8 +207,8 @@ func (s *server) handleLogsIndex(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if stream {
-		s.streamLogs(w, r, f, limit)
+	if format != nil {
+		s.streamLogs(w, r, f, limit, format)
 		return
 	}
 
@@ -247,13 +255,13 @@ func (s *server) handleLogsIndex(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-// streamLogs writes every record that matches f, one per line, paging
+// streamLogs writes every record that matches f in format, paging
 // through the store by cursor and flushing each page. It ends when a page
 // comes back short (it has caught up with the newest match) or after limit
 // records if limit > 0. Once the first line is out, an error can no longer
 // become a problem, so the response is cut short instead: the client sees
 // a truncated stream, never a clean end.
-func (s *server) streamLogs(w http.ResponseWriter, r *http.Request, f *trail.Filter, limit int) {
+func (s *server) streamLogs(w http.ResponseWriter, r *http.Request, f *trail.Filter, limit int, format *streamFormat) {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
 	// The server sets no write deadline for the next request on this
@@ -281,14 +289,18 @@ func (s *server) streamLogs(w http.ResponseWriter, r *http.Request, f *trail.Fil
 		if !started {
 			started = true
 			h := w.Header()
-			h.Set("Content-Type", "application/x-ndjson")
+			h.Set("Content-Type", format.contentType)
 			h.Set("Cache-Control", "no-cache")
+			if format.filename != "" {
+				h.Set("Content-Disposition", `attachment; filename="`+format.filename+`"`)
+			}
 			w.WriteHeader(http.StatusOK)
+			buf = append(buf[:0], format.head...)
+		} else {
+			buf = buf[:0]
 		}
-		buf = buf[:0]
 		for _, e := range entries {
-			buf = append(buf, e.Bytes...)
-			buf = append(buf, '\n')
+			buf = format.add(buf, e)
 		}
 		// A slow reader gets a minute per page, whatever the server's
 		// WriteTimeout, so that long exports are possible and stuck

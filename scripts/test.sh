@@ -110,6 +110,7 @@ install_missing() {
 	command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 	command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 	command -v git >/dev/null 2>&1 || missing+=(git)
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 	((${#missing[@]})) || return 0
 
 	say "installing ${missing[*]} with apt-get"

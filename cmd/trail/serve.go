@@ -41,6 +41,8 @@ type serveConfig struct {
 	metricsAddr        string
 	tls                tlsFlags
 	auth               string
+	ui                 bool
+	uiFrameAncestors   string
 }
 
 const serveAbout = `Serve runs the trail service: the HTTP API of docs/API.md over an embedded
@@ -78,6 +80,8 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.auth, "auth", authAuto, "`mode`: on (every request but /checkpoint and health needs a key), off, or auto (on unless no key exists and --addr is loopback; refuses a non-loopback address with no keys)")
 	fs.StringVar(&cfg.debugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this `address`, apart from the API (off if empty; keep it private)")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "also serve Prometheus metrics (/metrics) on this `address`, without authentication (off if empty; keep it private; GET /metrics on --addr needs scope metrics)")
+	fs.BoolVar(&cfg.ui, "ui", true, "serve the viewer at /ui/ (docs/VIEWER.md)")
+	fs.StringVar(&cfg.uiFrameAncestors, "ui-frame-ancestors", "", "CSP frame-ancestors `sources` allowed to embed the viewer in a frame, e.g. \"https://app.example.com\" (default 'none')")
 	cfg.tls.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
+	"github.com/trail-audit/trail/ui"
 )
 
 // A server is one run of trail serve: open acquires everything, run serves
@@ -112,6 +113,7 @@ func (s *server) open(ctx context.Context) error {
 			MaxBatchEvents:  cfg.maxBatchEvents,
 		},
 		Logger: s.logger,
+		UI:     cfg.uiConfig(),
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -289,4 +291,12 @@ func servePrivate(name, addr, path string, h http.Handler, logger *slog.Logger, 
 		logger.Warn("trail: --"+name+"-addr is reachable from other hosts: "+why+"; bind it to 127.0.0.1 or a private network", "addr", ln.Addr().String())
 	}
 	return srv, nil
+}
+
+// uiConfig returns the viewer's configuration, or nil with --ui=false.
+func (cfg *serveConfig) uiConfig() *ui.Config {
+	if !cfg.ui {
+		return nil
+	}
+	return &ui.Config{FrameAncestors: cfg.uiFrameAncestors}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/trail-audit/trail/ingest"
 	"github.com/trail-audit/trail/metrics"
 	"github.com/trail-audit/trail/tail"
+	"github.com/trail-audit/trail/ui"
 )
 
 // Config is what New needs besides the store.
@@ -49,6 +50,9 @@ type Config struct {
 	// is filled in). Nil turns it off: every caller may do everything. Key
 	// management (/keys, /tokens) is served either way.
 	Auth *auth.Config
+
+	// UI serves the viewer at /ui/; nil turns it off.
+	UI *ui.Config
 }
 
 // A Node is an ingester writing one store and the API over it.
@@ -112,6 +116,9 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	} else if cfg.Auth != nil {
 		ing.Close(ctx)
 		return nil, fmt.Errorf("authentication is on, but the store cannot keep API keys")
+	}
+	if cfg.UI != nil {
+		hc.UI = ui.New(*cfg.UI)
 	}
 	n.Handler = httpapi.New(hc)
 	return n, nil

@@ -22,6 +22,7 @@ import (
 	"github.com/trail-audit/trail/mongo"
 	"github.com/trail-audit/trail/sqlite"
 	"github.com/trail-audit/trail/tail"
+	"github.com/trail-audit/trail/ui"
 )
 
 // Origin is the checkpoint origin prefix and signing key name of every test
@@ -55,6 +56,8 @@ type Config struct {
 
 	// Auth turns authentication on (node.Config.Auth); nil leaves it off.
 	Auth *auth.Config
+	// UI serves the viewer at /ui/ (node.Config.UI); nil leaves it off.
+	UI *ui.Config
 	// URI is the mongo backend's database; default a fresh one. Servers
 	// given one URI are replicas over one database.
 	URI string
@@ -92,6 +95,7 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 
 		TailBuffer: cfg.TailBuffer,
 		Heartbeat:  cfg.Heartbeat,
+		UI:         cfg.UI,
 	}
 	if nc.Ingest.CheckpointInterval == 0 {
 		nc.Ingest.CheckpointInterval = 5 * time.Millisecond

@@ -1,0 +1,110 @@
+package httpapi_test
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/httpapi"
+)
+
+// sessionCookie posts a credential to /session and returns the cookie
+// header the browser would send back.
+func sessionCookie(t *testing.T, ts *testServer, cred string) string {
+	t.Helper()
+	resp := ts.as(t, cred, "POST", "/session", "")
+	resp.wantStatus(t, http.StatusOK)
+	c, err := http.ParseSetCookie(resp.header.Get("Set-Cookie"))
+	if err != nil {
+		t.Fatalf("Set-Cookie %q: %v", resp.header.Get("Set-Cookie"), err)
+	}
+	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Name != httpapi.SessionCookie {
+		t.Errorf("cookie: got %+v, want %s, HttpOnly, Secure, SameSite=Strict", c, httpapi.SessionCookie)
+	}
+	return c.Name + "=" + c.Value
+}
+
+func TestSessionCookie(t *testing.T) {
+	ts := MustOpenAuthServer(t, "sqlite")
+	writer := ts.mustKey(t, trail.Key{Scopes: []trail.Scope{trail.ScopeWrite}})
+	tenantRecords(t, ts, writer)
+	reader := ts.mustKey(t, trail.Key{Scopes: []trail.Scope{trail.ScopeRead}, Tenant: "A"})
+	cookie := sessionCookie(t, ts, reader)
+
+	// GETs authenticate with the cookie alone, narrowed to the key's tenant.
+	resp := ts.do(t, "GET", "/whoami", "", "Cookie", cookie)
+	resp.wantStatus(t, http.StatusOK)
+	var who struct {
+		KeyID  string `json:"key_id"`
+		Tenant string `json:"tenant"`
+		Open   bool   `json:"open"`
+	}
+	if err := json.Unmarshal(resp.body, &who); err != nil || who.Tenant != "A" || who.KeyID == "" || who.Open {
+		t.Errorf("GET /whoami: got %s (%v), want tenant A and the key id", resp.body, err)
+	}
+	resp = ts.do(t, "GET", "/logs", "", "Cookie", cookie)
+	resp.wantStatus(t, http.StatusOK)
+	for _, tn := range tenantsOf(t, resp.body) {
+		if tn != "A" {
+			t.Errorf("GET /logs with tenant A's cookie: got a record of tenant %q", tn)
+		}
+	}
+
+	// Anything else needs the CSRF header besides the cookie.
+	if p := ts.do(t, "DELETE", "/session", "", "Cookie", cookie).problem(t, http.StatusForbidden); !strings.Contains(p.Detail, httpapi.CSRFHeader) {
+		t.Errorf("DELETE /session without %s: got %q, want it named", httpapi.CSRFHeader, p.Detail)
+	}
+	resp = ts.do(t, "DELETE", "/session", "", "Cookie", cookie, httpapi.CSRFHeader, "1")
+	resp.wantStatus(t, http.StatusNoContent)
+	if c, err := http.ParseSetCookie(resp.header.Get("Set-Cookie")); err != nil || c.MaxAge >= 0 {
+		t.Errorf("DELETE /session: Set-Cookie got %q, want one that deletes the cookie", resp.header.Get("Set-Cookie"))
+	}
+
+	// A cookie with a bad credential is as unauthorized as the header.
+	ts.do(t, "GET", "/logs", "", "Cookie", httpapi.SessionCookie+"=trail_nonsense").problem(t, http.StatusUnauthorized)
+}
+
+func TestSessionOpen(t *testing.T) {
+	ts := MustOpenServer(t, serverConfig{})
+	resp := ts.do(t, "POST", "/session", "")
+	resp.wantStatus(t, http.StatusOK)
+	if got := resp.header.Get("Set-Cookie"); got != "" {
+		t.Errorf("POST /session with auth off: Set-Cookie got %q, want none", got)
+	}
+	if got := string(ts.do(t, "GET", "/whoami", "").body); !strings.Contains(got, `"open":true`) {
+		t.Errorf("GET /whoami with auth off: got %s, want open", got)
+	}
+}
+
+func TestLogsDownload(t *testing.T) {
+	ts := MustOpenServer(t, serverConfig{})
+	tenantRecords(t, ts, "")
+	resp := ts.do(t, "GET", "/logs?format=csv&tenant=A", "")
+	resp.wantStatus(t, http.StatusOK)
+	if got := resp.header.Get("Content-Disposition"); got != `attachment; filename="trail-export.csv"` {
+		t.Errorf("Content-Disposition: got %q, want an attachment", got)
+	}
+	rows, err := csv.NewReader(strings.NewReader(string(resp.body))).ReadAll()
+	if err != nil {
+		t.Fatalf("CSV: %v in %s", err, resp.body)
+	}
+	if len(rows) != 5 || strings.Join(rows[0][:3], ",") != "id,log,seq" {
+		t.Fatalf("CSV: got %d rows starting %v, want a header and 4 records", len(rows), rows[0])
+	}
+	if rows[1][5] != "A" || rows[1][8] == "" {
+		t.Errorf("CSV row: got %v, want tenant A and an action", rows[1])
+	}
+
+	resp = ts.do(t, "GET", "/logs?format=ndjson&tenant=A", "")
+	resp.wantStatus(t, http.StatusOK)
+	if got := resp.header.Get("Content-Type"); got != "application/x-ndjson" {
+		t.Errorf("Content-Type: got %q, want application/x-ndjson", got)
+	}
+	if got := strings.Count(string(resp.body), "\n"); got != 4 {
+		t.Errorf("NDJSON: got %d lines, want 4", got)
+	}
+	ts.do(t, "GET", "/logs?format=xml", "").problem(t, http.StatusBadRequest)
+}
