@@ -1,18 +1,12 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/trail-audit/trail"
 )
-
-// exportChunk is how many seqs one Store.Scan covers, so that a long export
-// never holds one read transaction open throughout.
-const exportChunk = 4096
 
 // handleExport streams a log's records with from <= seq < to in seq order,
 // verbatim, one a line, after a header line that names the range and
@@ -79,44 +73,6 @@ func (s *server) exportRange(r *http.Request) (trail.ExportHeader, error) {
 		return hdr, trail.Errorf(trail.EINVALID, "parameter \"from\" (%d) is above \"to\" (%d)", hdr.From, hdr.To)
 	}
 	return hdr, nil
-}
-
-// writeExport streams the header and then the records it names.
-func (s *server) writeExport(w http.ResponseWriter, r *http.Request, hdr trail.ExportHeader) {
-	ctx := r.Context()
-	b, _ := json.Marshal(hdr)
-	h := w.Header()
-	h.Set("Content-Type", "application/x-ndjson")
-	h.Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	defer rc.SetWriteDeadline(time.Time{}) // see streamLogs
-	buf := append(b, '\n')
-	for lo := hdr.From; lo < hdr.To; lo += exportChunk {
-		hi := min(lo+exportChunk, hdr.To)
-		err := s.store.Scan(ctx, hdr.Log, lo, hi, func(e *trail.Entry) error {
-			buf = append(buf, e.Bytes...)
-			buf = append(buf, '\n')
-			return nil
-		})
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "httpapi: export: scan", "request_id", requestID(ctx), "log", hdr.Log, "from", lo, "to", hi, "err", err)
-			}
-			panic(http.ErrAbortHandler) // a truncated export, never one that looks whole
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
-		if _, err := w.Write(buf); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-		buf = buf[:0]
-	}
-	if len(buf) > 0 { // the header of an empty range
-		w.Write(buf)
-	}
 }
 
 // logSize returns the end of log as stored: one past its highest stored

@@ -38,6 +38,10 @@ type Config struct {
 	// Limits bound each request; zero fields take trail.DefaultLimits.
 	Limits trail.Limits
 
+	// Memory bounds what requests hold in memory at once; zero fields take
+	// DefaultMemory.
+	Memory Memory
+
 	// RetryAfter is the Retry-After of 503 answers (default 1s, rounded up
 	// to whole seconds).
 	RetryAfter time.Duration
@@ -76,6 +80,9 @@ type server struct {
 	ingester   trail.Ingester
 	store      trail.Reader
 	limits     trail.Limits
+	bodies     budget // request bodies, process-wide
+	reads      budget // read responses' record bytes, process-wide
+	respBytes  int64  // one read response's record bytes
 	retryAfter string // seconds, for the Retry-After header
 	log        *slog.Logger
 	mux        *http.ServeMux
@@ -123,6 +130,8 @@ func New(cfg Config) http.Handler {
 	if s.limits.MaxBatchEvents <= 0 {
 		s.limits.MaxBatchEvents = d.MaxBatchEvents
 	}
+	cfg.Memory.setDefaults()
+	s.bodies.max, s.reads.max, s.respBytes = cfg.Memory.Bodies, cfg.Memory.Reads, cfg.Memory.Response
 	ra := cfg.RetryAfter
 	if ra <= 0 {
 		ra = time.Second

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
 	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
@@ -610,7 +611,10 @@ func TestList(t *testing.T) {
 		ts := MustOpenServer(t, serverConfig{Backend: backend, WrapReader: func(r trail.Reader) trail.Reader {
 			lists.Reader = r
 			return lists
-		}})
+		},
+			// Pages large enough that a page is one List call, so that the
+			// last filter is the whole query's.
+			Memory: httpapi.Memory{Response: 1 << 30}})
 		base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 		var seeds []seedEvent
 		var batch []string

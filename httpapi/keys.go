@@ -44,7 +44,9 @@ type keyRequest struct {
 
 // decodeStrict decodes a small JSON body, refusing unknown fields.
 func (s *server) decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := s.readBody(w, r)
+	h := hold{b: &s.bodies}
+	defer h.release() // decoded before it returns
+	body, err := s.readBody(w, r, &h)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -34,7 +32,9 @@ func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	body, err := s.readBody(w, r)
+	h := hold{b: &s.bodies}
+	defer h.release() // after the answer: the events live as long as the request
+	body, err := s.readBody(w, r, &h)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -114,29 +114,6 @@ func requestBodyKind(h http.Header) (int, error) {
 	return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Type %q is not supported; send application/json or application/x-ndjson", mt)
 }
 
-// readBody reads the whole body, up to Limits.MaxRequestBytes.
-func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	limit := s.limits.MaxRequestBytes
-	tooLarge := func() error {
-		return trail.Errorf(trail.ETOOLARGE, "request body is larger than the limit of %d bytes; split the batch", limit)
-	}
-	if r.ContentLength > limit {
-		return nil, tooLarge()
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1) // +1: ReadFrom's final read hits EOF without growing
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, tooLarge()
-	} else if err != nil {
-		return nil, trail.Errorf(trail.EINVALID, "reading the request body: %v", err)
-	}
-	return buf.Bytes(), nil
-}
-
 // handleLogsGet serves a record's stored bytes verbatim. They never change,
 // so caches may keep them forever; the ETag is the record's leaf hash.
 func (s *server) handleLogsGet(w http.ResponseWriter, r *http.Request) {
@@ -180,7 +157,6 @@ func etagMatch(list, etag string) bool {
 const (
 	defaultListLimit = 100
 	maxListLimit     = 1000
-	streamPage       = 1000 // records per store read while streaming
 )
 
 // listParams are the query parameters GET /logs takes.
@@ -211,113 +187,7 @@ func (s *server) handleLogsIndex(w http.ResponseWriter, r *http.Request) {
 		s.streamLogs(w, r, f, limit, format)
 		return
 	}
-
-	// One more than the page tells whether a next page exists.
-	f.Limit = limit + 1
-	entries, err := s.store.List(r.Context(), f)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	next := ""
-	if len(entries) > limit {
-		entries = entries[:limit]
-		next = trail.CursorOf(entries[limit-1]).String()
-	}
-
-	n := 0
-	for _, e := range entries {
-		n += len(e.Bytes) + 1
-	}
-	b := make([]byte, 0, n+len(next)+32)
-	b = append(b, `{"events":[`...)
-	for i, e := range entries {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, e.Bytes...) // verbatim: the bytes that were hashed
-	}
-	b = append(b, `],"next":`...)
-	if next == "" {
-		b = append(b, "null"...)
-	} else {
-		b = strconv.AppendQuote(b, next) // base64url: nothing to escape
-		q := r.URL.Query()
-		q.Set("cursor", next)
-		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
-	}
-	b = append(b, "}\n"...)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
-}
-
-// streamLogs writes every record that matches f in format, paging
-// through the store by cursor and flushing each page. It ends when a page
-// comes back short (it has caught up with the newest match) or after limit
-// records if limit > 0. Once the first line is out, an error can no longer
-// become a problem, so the response is cut short instead: the client sees
-// a truncated stream, never a clean end.
-func (s *server) streamLogs(w http.ResponseWriter, r *http.Request, f *trail.Filter, limit int, format *streamFormat) {
-	ctx := r.Context()
-	rc := http.NewResponseController(w)
-	// The server sets no write deadline for the next request on this
-	// connection unless it has a WriteTimeout, so clear the per-page one.
-	defer rc.SetWriteDeadline(time.Time{})
-	started := false
-	sent := 0
-	var buf []byte
-	for {
-		f.Limit = streamPage
-		if limit > 0 {
-			f.Limit = min(streamPage, limit-sent)
-		}
-		entries, err := s.store.List(ctx, f)
-		if err != nil {
-			if !started {
-				s.error(w, r, err)
-				return
-			}
-			if ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "httpapi: stream: list", "request_id", requestID(ctx), "err", err)
-			}
-			panic(http.ErrAbortHandler)
-		}
-		if !started {
-			started = true
-			h := w.Header()
-			h.Set("Content-Type", format.contentType)
-			h.Set("Cache-Control", "no-cache")
-			if format.filename != "" {
-				h.Set("Content-Disposition", `attachment; filename="`+format.filename+`"`)
-			}
-			w.WriteHeader(http.StatusOK)
-			buf = append(buf[:0], format.head...)
-		} else {
-			buf = buf[:0]
-		}
-		for _, e := range entries {
-			buf = format.add(buf, e)
-		}
-		// A slow reader gets a minute per page, whatever the server's
-		// WriteTimeout, so that long exports are possible and stuck
-		// clients are not kept forever.
-		_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
-		if _, err := w.Write(buf); err != nil {
-			return // the client is gone
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-		sent += len(entries)
-		if len(entries) < f.Limit || (limit > 0 && sent >= limit) {
-			return
-		}
-		f.After = trail.CursorOf(entries[len(entries)-1])
-	}
+	s.listPage(w, r, f, limit)
 }
 
 // acceptsNDJSON reports whether the client prefers NDJSON to JSON.

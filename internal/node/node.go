@@ -30,6 +30,10 @@ type Config struct {
 	// Limits bound each HTTP request; zero fields take trail.DefaultLimits.
 	Limits trail.Limits
 
+	// Memory bounds what HTTP requests hold in memory at once; zero fields
+	// take httpapi.DefaultMemory.
+	Memory httpapi.Memory
+
 	// Logger gets the API's internal errors and request lines (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -99,7 +103,7 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 		read = store
 	}
 	n := &Node{Ingester: ing, Tail: hub, Metrics: m}
-	hc := httpapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Logger: cfg.Logger,
+	hc := httpapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Memory: cfg.Memory, Logger: cfg.Logger,
 		Tail: hub, Heartbeat: cfg.Heartbeat, Observer: m, Metrics: m.Handler()}
 	if ks, ok := store.(trail.KeyStore); ok {
 		ac := auth.Config{}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/auth"
+	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
 	"github.com/trail-audit/trail/internal/node"
 	"github.com/trail-audit/trail/internal/testmongo"
@@ -34,6 +35,7 @@ const Origin = "trail.test"
 type Config struct {
 	Backend            string           // "sqlite" (default) or "mongo"
 	Limits             trail.Limits     // per request; zero fields take the defaults
+	Memory             httpapi.Memory   // zero fields take the defaults
 	CheckpointInterval time.Duration    // default 5ms
 	NoSigning          bool             // no signer: signing is off
 	KeyFile            string           // the signing key, created if missing; default one of the server's own
@@ -90,6 +92,7 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 	nc := node.Config{
 		Ingest: ingest.Config{CheckpointInterval: cfg.CheckpointInterval, Origin: Origin},
 		Limits: cfg.Limits,
+		Memory: cfg.Memory,
 		Logger: logger,
 		Auth:   cfg.Auth,
 
