@@ -28,6 +28,11 @@ type Filter struct {
 	Desc  bool
 	Limit int
 	After *Cursor // resume strictly after this position
+
+	// MaxBytes, if positive, ends a List after the entry that brings the
+	// total size of the entries' Bytes to MaxBytes or more, so that a
+	// reader can bound a page of records whose sizes it cannot know.
+	MaxBytes int64
 }
 
 // Cursor is a position in (time, log, seq) order. Records are immutable and

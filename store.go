@@ -20,7 +20,9 @@ type Reader interface {
 
 	// List returns up to f.Limit entries that match f, in (time, log, seq)
 	// order (descending if f.Desc), strictly after f.After if it is set.
-	// Entries carry at least ID, Log, Seq, Time, Bytes and Hashes[0].
+	// Entries carry at least ID, Log, Seq, Time, Bytes and Hashes[0]. With
+	// f.MaxBytes, it MUST stop after the entry that brings their Bytes to
+	// f.MaxBytes, and SHOULD not read far beyond it.
 	List(ctx context.Context, f *Filter) ([]*Entry, error)
 
 	// Scan calls fn for the entries of log with from <= seq < to, in seq

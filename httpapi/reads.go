@@ -17,9 +17,10 @@ import (
 // thousand times larger than a thousand others.
 
 // A pager reads the matches of a filter from the store a page at a time.
-// It sizes each page to hold about want bytes, assuming records as large
-// as the limit allows until it has seen some, then twice the largest
-// record of the last page.
+// Each page stops at want bytes (Filter.MaxBytes, which bounds it), and
+// asks for as many records as want bytes would hold: as large as the limit
+// allows until it has seen some, then twice the largest record of the last
+// page, so that a store that reads ahead by count reads little more.
 type pager struct {
 	store  trail.Reader
 	f      *trail.Filter
@@ -38,13 +39,13 @@ func (p *pager) next(ctx context.Context) ([]*trail.Entry, error) {
 	n := int(min(max(p.want/p.record, 1), maxListLimit+1)) // +1: a page's look-ahead
 	if p.left >= 0 {
 		n = min(n, p.left)
-		p.left -= n
 	}
-	p.f.Limit = n
+	p.f.Limit, p.f.MaxBytes = n, p.want
 	entries, err := p.store.List(ctx, p.f)
 	if err != nil {
 		return nil, err
 	}
+	full := entryBytes(entries) >= p.want
 	if len(entries) > 0 {
 		p.record = 2 * int64(len(entries[0].Bytes))
 		for _, e := range entries {
@@ -52,7 +53,10 @@ func (p *pager) next(ctx context.Context) ([]*trail.Entry, error) {
 		}
 		p.f.After = trail.CursorOf(entries[len(entries)-1])
 	}
-	p.done = len(entries) < n || p.left == 0
+	if p.left >= 0 {
+		p.left -= len(entries)
+	}
+	p.done = len(entries) < n && !full || p.left == 0
 	return entries, nil
 }
 

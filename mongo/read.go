@@ -106,8 +106,9 @@ func (s *Store) List(ctx context.Context, f *trail.Filter) ([]*trail.Entry, erro
 	}
 	sort := bson.D{{Key: "t", Value: dir}, {Key: "log", Value: dir}, {Key: "seq", Value: dir}}
 	var out []*trail.Entry
+	var size int64
 	after := f.After
-	for f.Limit <= 0 || len(out) < f.Limit {
+	for (f.Limit <= 0 || len(out) < f.Limit) && (f.MaxBytes <= 0 || size < f.MaxBytes) {
 		// Ask for a few more than needed: records of a batch in flight
 		// match but are not shown.
 		want := chunk
@@ -132,7 +133,8 @@ func (s *Store) List(ctx context.Context, f *trail.Filter) ([]*trail.Entry, erro
 				return nil, fmt.Errorf("mongo: list: %w", err)
 			}
 			out = append(out, e)
-			if f.Limit > 0 && len(out) == f.Limit {
+			size += int64(len(e.Bytes))
+			if f.Limit > 0 && len(out) == f.Limit || f.MaxBytes > 0 && size >= f.MaxBytes {
 				break
 			}
 		}

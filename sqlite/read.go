@@ -101,15 +101,22 @@ func (s *Store) List(ctx context.Context, f *trail.Filter) ([]*trail.Entry, erro
 	if f.Limit > 0 {
 		out = make([]*trail.Entry, 0, min(f.Limit, 1000))
 	}
+	var size int64
 	err := s.query(ctx, s.rdb, q, args, func(e *trail.Entry) error {
 		out = append(out, e)
+		if size += int64(len(e.Bytes)); f.MaxBytes > 0 && size >= f.MaxBytes {
+			return errListFull
+		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && err != errListFull {
 		return nil, fmt.Errorf("sqlite: list: %w", err)
 	}
 	return out, nil
 }
+
+// errListFull ends a List's rows at Filter.MaxBytes.
+var errListFull = errors.New("sqlite: list reached MaxBytes")
 
 // listQuery builds List's SQL. Equality filters and the time range let
 // SQLite walk one (field, time) index, whose entries end in seq, in the

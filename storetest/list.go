@@ -174,6 +174,20 @@ func testListLimit(t *testing.T, s trail.Store, b *Builder) {
 			t.Fatalf("test data: no record at the time of the 10th")
 		}
 		sameIDs(t, "List after a position between records", mustList(t, s, &f), rest[:min(10, len(rest))])
+
+		// MaxBytes ends the list at the entry that reaches it.
+		f.Limit, f.After = 30, nil
+		for _, n := range []int{1, 4, 30} {
+			var size int64
+			for _, e := range exp[:n] {
+				size += int64(len(e.Bytes))
+			}
+			f.MaxBytes = size
+			sameIDs(t, fmt.Sprintf("List(MaxBytes of %d entries, desc %v)", n, desc), mustList(t, s, &f), exp[:n])
+			f.MaxBytes = size - 1
+			sameIDs(t, fmt.Sprintf("List(MaxBytes 1 short of %d entries, desc %v)", n, desc), mustList(t, s, &f), exp[:n])
+		}
+		f.MaxBytes = 0
 	}
 }
 
