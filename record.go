@@ -109,6 +109,10 @@ func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, er
 	return p, nil
 }
 
+// Size is about how many bytes p's stored record will take: what a queue
+// of prepared events holds in memory.
+func (p *Prepared) Size() int { return len(p.body) + entryOverhead(p.ID, MaxIDLen) }
+
 // entryOverhead is how many bytes Entry puts before the body's first
 // member, for a log name of at most logLen bytes and any seq.
 func entryOverhead(id string, logLen int) int {

@@ -37,6 +37,7 @@ type Config struct {
 	MaxBatch    int           // events in one commit (default 8192); one larger request commits alone
 	MaxWait     time.Duration // how long a commit waits for more requests (default 0: take what is queued)
 	QueueEvents int           // events queued before Submit answers EUNAVAILABLE (default 65536)
+	QueueBytes  int64         // bytes of records queued before Submit answers EUNAVAILABLE (default 64 MiB)
 
 	// StoreTimeout bounds every store call of the writer and the
 	// checkpointer (default 30s), so that a store that hangs without
@@ -77,6 +78,9 @@ func (c *Config) setDefaults() {
 	if c.QueueEvents <= 0 {
 		c.QueueEvents = 65536
 	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 64 << 20
+	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = 30 * time.Second
 	}
@@ -110,12 +114,13 @@ type Ingester struct {
 	cfg   Config
 	store trail.Store
 
-	queue  chan *request
-	queued atomic.Int64 // events admitted and not yet answered
-	mu     sync.RWMutex // guards closed against sends
-	closed bool
-	stop   chan struct{}
-	done   chan struct{} // closed when the writer has stopped
+	queue       chan *request
+	queued      atomic.Int64 // events admitted and not yet answered
+	queuedBytes atomic.Int64 // the bytes of their records (Prepared.Size)
+	mu          sync.RWMutex // guards closed against sends
+	closed      bool
+	stop        chan struct{}
+	done        chan struct{} // closed when the writer has stopped
 
 	// downUntil (unix nanoseconds) is set when a commit found the store
 	// unreachable: until then requests get 503 at once instead of queueing
@@ -138,6 +143,7 @@ type Ingester struct {
 
 type request struct {
 	preps []*trail.Prepared
+	bytes int64 // the records' size, counted in queuedBytes
 	resp  chan response
 }
 
@@ -234,16 +240,14 @@ func (in *Ingester) Submit(ctx context.Context, events []*trail.Event) (*trail.R
 		}
 		preps[i] = p
 	}
-	n := int64(len(preps))
-	if q := in.queued.Add(n); q > int64(in.cfg.QueueEvents) && q != n { // one oversized request may use an empty queue
-		in.queued.Add(-n)
-		return nil, trail.Errorf(trail.EUNAVAILABLE, "the ingest queue is full (%d events waiting); retry later", in.cfg.QueueEvents)
-	}
 	req := &request{preps: preps, resp: make(chan response, 1)}
+	if err := in.admit(req); err != nil {
+		return nil, err
+	}
 	in.mu.RLock()
 	if in.closed {
 		in.mu.RUnlock()
-		in.queued.Add(-n)
+		in.unqueue(int64(len(preps)), req.bytes)
 		return nil, trail.Errorf(trail.EUNAVAILABLE, "the server is shutting down; retry on another replica or later")
 	}
 	in.queue <- req // never blocks: the queue holds QueueEvents requests and each has an event
@@ -256,6 +260,28 @@ func (in *Ingester) Submit(ctx context.Context, events []*trail.Event) (*trail.R
 		// The commit may still happen; a retry with the same ids is safe.
 		return nil, ctx.Err()
 	}
+}
+
+// admit counts req into the queue, or refuses it with EUNAVAILABLE if the
+// queue would then hold more than QueueEvents events or QueueBytes bytes.
+// One request larger than either may still use an empty queue.
+func (in *Ingester) admit(req *request) error {
+	n := int64(len(req.preps))
+	for _, p := range req.preps {
+		req.bytes += int64(p.Size())
+	}
+	q, qb := in.queued.Add(n), in.queuedBytes.Add(req.bytes)
+	if q == n || q <= int64(in.cfg.QueueEvents) && qb <= in.cfg.QueueBytes {
+		return nil
+	}
+	in.unqueue(n, req.bytes)
+	return trail.Errorf(trail.EUNAVAILABLE, "the ingest queue is full (%d events or %d bytes waiting at most); retry later", in.cfg.QueueEvents, in.cfg.QueueBytes)
+}
+
+// unqueue takes answered or refused events out of the queue's counts.
+func (in *Ingester) unqueue(events, bytes int64) {
+	in.queued.Add(-events)
+	in.queuedBytes.Add(-bytes)
 }
 
 // outageHold is how long requests are refused at once after a commit

@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -309,6 +310,42 @@ func TestQueueFull(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatalf("queued request: got %v, want success", err)
 		}
+	}
+}
+
+// TestQueueBytes fills the queue by bytes while the event count is far
+// from its limit: the next request is refused, so that the queue's memory
+// is bounded however large its events are.
+func TestQueueBytes(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), ingest.Config{QueueBytes: 10 << 10})
+	e.store.hold = make(chan struct{})
+	ctx := context.Background()
+	big := func(n int) []*trail.Event {
+		ev := event(t, "", n)
+		ev.Data = json.RawMessage(fmt.Sprintf(`{"n":%d,"pad":%q}`, n, strings.Repeat("x", 4000)))
+		return []*trail.Event{ev}
+	}
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() { _, err := e.ing.Submit(ctx, big(i)); errs <- err }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (e.store.appends.Load() == 0 || e.ing.Queued() < 2) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	_, full := e.ing.Submit(ctx, big(99)) // 12 KB queued with it: over 10 KiB
+	close(e.store.hold)
+	if trail.ErrorCode(full) != trail.EUNAVAILABLE || !strings.Contains(full.Error(), "queue is full") {
+		t.Fatalf("got %v, want EUNAVAILABLE: queue is full", full)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("queued request: got %v, want success", err)
+		}
+	}
+	// Answered requests leave the queue: the same request fits again.
+	if _, err := e.ing.Submit(ctx, big(99)); err != nil {
+		t.Fatalf("after the queue drained: got %v, want success", err)
 	}
 }
 

@@ -117,11 +117,12 @@ func (in *Ingester) gather(first *request) []*request {
 
 // commit stores a group of requests in one append and answers each.
 func (in *Ingester) commit(group []*request) {
-	events := 0
+	events, bytes := 0, int64(0)
 	for _, r := range group {
 		events += len(r.preps)
+		bytes += r.bytes
 	}
-	defer in.queued.Add(-int64(events))
+	defer in.unqueue(int64(events), bytes)
 	err := in.storeDown(in.cfg.Now())
 	if err == nil {
 		err = in.commitRetrying(group)
