@@ -99,7 +99,7 @@ var serveFlags = []string{
 	"addr", "data", "store", "log", "origin", "key-file", "checkpoint-interval", "commit-max-events",
 	"commit-max-wait", "queue-events", "max-event-bytes", "max-request-bytes", "max-batch-events",
 	"lease-ttl", "log-level", "log-format", "shutdown-timeout", "debug-addr", "tls-cert", "tls-key", "store-file", "auth",
-	"metrics-addr",
+	"metrics-addr", "max-connections", "body-memory", "read-memory", "page-memory", "queue-bytes",
 }
 
 func TestServeHelpListsEveryFlag(t *testing.T) {

@@ -40,6 +40,7 @@ type serveConfig struct {
 	debugAddr          string
 	metricsAddr        string
 	tls                tlsFlags
+	limits             limitFlags
 	auth               string
 	ui                 bool
 	uiFrameAncestors   string
@@ -83,6 +84,7 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.ui, "ui", true, "serve the viewer at /ui/ (docs/VIEWER.md)")
 	fs.StringVar(&cfg.uiFrameAncestors, "ui-frame-ancestors", "", "CSP frame-ancestors `sources` allowed to embed the viewer in a frame, e.g. \"https://app.example.com\" (default 'none')")
 	cfg.tls.register(fs)
+	cfg.limits.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -116,6 +118,9 @@ func (cfg *serveConfig) validate() error {
 		}
 	}
 	if err := nonNegative("commit-max-wait", cfg.commitMaxWait); err != nil {
+		return err
+	}
+	if err := cfg.limits.validate(); err != nil {
 		return err
 	}
 	if err := cfg.validateStore(); err != nil {

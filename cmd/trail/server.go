@@ -72,12 +72,13 @@ func (s *server) open(ctx context.Context) error {
 		}
 		return fmt.Errorf("serve: listen on %s: %w; check --addr (TRAIL_ADDR)", cfg.addr, err)
 	}
-	s.ln = ln
+	s.ln = newLimitListener(ln, cfg.limits.maxConnections)
 
 	// The service runs on a context of its own: the writer and the lease
 	// must outlive the signal until close has drained them.
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
+	go releaseMemory(life, 5*time.Second, 32<<20)
 
 	// A certificate that does not load fails before anything is created.
 	tlsConfig, err := startTLS(life, &cfg.tls, s.logger)
@@ -102,6 +103,7 @@ func (s *server) open(ctx context.Context) error {
 			MaxBatch:           cfg.commitMaxEvents,
 			MaxWait:            cfg.commitMaxWait,
 			QueueEvents:        cfg.queueEvents,
+			QueueBytes:         int64(cfg.limits.queueBytes),
 			Signer:             signer,
 			Verifier:           verifier,
 			Origin:             cfg.origin,
@@ -112,6 +114,7 @@ func (s *server) open(ctx context.Context) error {
 			MaxRequestBytes: int64(cfg.maxRequestBytes),
 			MaxBatchEvents:  cfg.maxBatchEvents,
 		},
+		Memory: cfg.limits.memory(),
 		Logger: s.logger,
 		UI:     cfg.uiConfig(),
 	})
