@@ -51,11 +51,12 @@ type budget struct {
 	used atomic.Int64
 }
 
-// take reserves n bytes, or reports false if they would exceed the budget.
-func (b *budget) take(n int64) bool {
+// take reserves n bytes, or reports false if the budget would then hold
+// more than limit.
+func (b *budget) take(n, limit int64) bool {
 	for {
 		u := b.used.Load()
-		if u+n > b.max {
+		if u+n > limit {
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+n) {
@@ -64,6 +65,10 @@ func (b *budget) take(n int64) bool {
 	}
 }
 
+// smallHold is what a request may hold and still use a budget's reserve:
+// the size of one large event.
+const smallHold = 64 << 10
+
 // A hold is what one request has taken from a budget; release gives it
 // back when the request ends.
 type hold struct {
@@ -71,8 +76,15 @@ type hold struct {
 	n int64
 }
 
+// take adds n bytes to the hold. A hold larger than smallHold must leave
+// an eighth of the budget free, so that large batches or streams cannot
+// starve single events and small pages.
 func (h *hold) take(n int64) bool {
-	if !h.b.take(n) {
+	limit := h.b.max
+	if h.n+n > smallHold {
+		limit -= h.b.max / 8
+	}
+	if !h.b.take(n, limit) {
 		return false
 	}
 	h.n += n

@@ -82,6 +82,8 @@ func TestBodyBudget(t *testing.T) {
 	if p.Code != trail.EUNAVAILABLE || r.header.Get("Retry-After") == "" {
 		t.Fatalf("got code %q and Retry-After %q, want %q and a Retry-After", p.Code, r.header.Get("Retry-After"), trail.EUNAVAILABLE)
 	}
+	// A single event still fits beside it.
+	ts.post(t, eventJSON("", 1)).wantStatus(t, http.StatusCreated)
 	slow.Close()
 	for range 100 {
 		if r = ts.post(t, batch); r.status != http.StatusServiceUnavailable {
