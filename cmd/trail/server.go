@@ -78,7 +78,6 @@ func (s *server) open(ctx context.Context) error {
 	// must outlive the signal until close has drained them.
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
-	go releaseMemory(life, 5*time.Second, 32<<20)
 
 	// A certificate that does not load fails before anything is created.
 	tlsConfig, err := startTLS(life, &cfg.tls, s.logger)
@@ -158,6 +157,8 @@ func (s *server) openPrivate() error {
 
 // run serves the API until ctx is done or serving fails.
 func (s *server) run(ctx context.Context) error {
+	go releaseMemory(ctx, 5*time.Second, 32<<20)
+
 	// Take the scheme before serving: http.Server.Serve gives a server
 	// without TLS a TLSConfig of its own (for HTTP/2 upgrades).
 	url := baseURL(s.ln, s.http.TLSConfig)
