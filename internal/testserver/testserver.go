@@ -70,8 +70,9 @@ type Server struct {
 	Path     string // the SQLite file, with the sqlite backend
 	URI      string // the MongoDB database, with the mongo backend
 	Ingester *ingest.Ingester
-	Verifier string // "" if signing is off
-	Log      string // the log the server writes
+	API      http.Handler // the REST API alone, for httpapi.Routes
+	Verifier string       // "" if signing is off
+	Log      string       // the log the server writes
 	Keys     *auth.Manager
 	Tail     *tail.Hub // the live tail's hub
 }
@@ -119,12 +120,15 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		s.Store.Close()
 		tb.Fatalf("node.New: %v", err)
 	}
-	s.Ingester, s.Log, s.Keys, s.Tail = n.Ingester, n.Ingester.Head().Log, n.Keys, n.Tail
+	s.Ingester, s.Log, s.Keys, s.Tail, s.API = n.Ingester, n.Ingester.Head().Log, n.Keys, n.Tail, n.API
 	h := n.Handler
 	if cfg.WrapHandler != nil {
 		h = cfg.WrapHandler(h)
 	}
-	s.Server = httptest.NewServer(h)
+	// HTTP/1.1 and h2c, as trail serve: gRPC clients speak HTTP/2.
+	s.Server = httptest.NewUnstartedServer(h)
+	s.Server.Config.Protocols = node.Protocols()
+	s.Server.Start()
 	tb.Cleanup(func() {
 		// The order of serve's shutdown: HTTP (open streams end first, as
 		// serve's Shutdown ends them), then the node, then the store.
