@@ -75,18 +75,8 @@ func Handler(cfg Config, rest http.Handler) http.Handler {
 		panic("grpcapi: Handler: Config needs an Ingester and a Store")
 	}
 	s := &server{
-		ingester: cfg.Ingester, store: cfg.Store, limits: cfg.Limits, auth: cfg.Auth,
+		ingester: cfg.Ingester, store: cfg.Store, limits: cfg.Limits.OrDefaults(), auth: cfg.Auth,
 		retryAfter: cfg.RetryAfter, tailPoll: cfg.TailPoll, log: cfg.Logger,
-	}
-	d := trail.DefaultLimits
-	if s.limits.MaxEventBytes <= 0 {
-		s.limits.MaxEventBytes = d.MaxEventBytes
-	}
-	if s.limits.MaxRequestBytes <= 0 {
-		s.limits.MaxRequestBytes = d.MaxRequestBytes
-	}
-	if s.limits.MaxBatchEvents <= 0 {
-		s.limits.MaxBatchEvents = d.MaxBatchEvents
 	}
 	if s.retryAfter <= 0 {
 		s.retryAfter = time.Second

@@ -65,19 +65,13 @@ func (t *trailService) Get(ctx context.Context, req *connect.Request[trailv1.Get
 	return connect.NewResponse(&trailv1.GetResponse{Record: record(e)}), nil
 }
 
-// visible reads the record with the id if the caller may see it.
+// visible reads the record with the id if the caller may see it
+// (trail.GetVisible).
 func (s *server) visible(ctx context.Context, id string) (*trail.Entry, error) {
 	if err := trail.ValidateID(id); err != nil {
 		return nil, err
 	}
-	e, err := s.store.Get(ctx, id)
-	if err == nil {
-		err = trail.PrincipalFromContext(ctx).CheckVisible(e.Tenant)
-	}
-	if trail.ErrorCode(err) == trail.ENOTFOUND {
-		return nil, trail.Errorf(trail.ENOTFOUND, "no record has id %q", id)
-	}
-	return e, err
+	return trail.GetVisible(ctx, s.store, id)
 }
 
 // List returns a page of the records that match the filter, newest first
