@@ -14,9 +14,11 @@ import (
 	trailv1 "github.com/trail-audit/trail/gen/trail/v1"
 	"github.com/trail-audit/trail/grpcapi"
 	"github.com/trail-audit/trail/internal/testserver"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -222,4 +224,54 @@ func TestHealthAndReflection(t *testing.T) {
 		}
 	}
 	rc.CloseSend()
+}
+
+// TestRateLimited checks that a key over its rate gets ResourceExhausted
+// with a RetryInfo, as REST's 429 has Retry-After.
+func TestRateLimited(t *testing.T) {
+	s := MustOpenAuthServer(t)
+	conn := MustDialGRPC(t, s)
+	ctx := withKey(t.Context(), mustKey(t, s, trail.Key{Scopes: []trail.Scope{trail.ScopeWrite}, Rate: 0.5}))
+	req := &logger.CreateRequest{Logger: &logger.Logger{UserId: 1, EventType: "a.b", SrcService: "s"}}
+	var err error
+	for range 3 { // the burst is one event
+		if _, err = invoke[logger.CreateResponse](ctx, conn, "/logger.LoggerService/CreateLog", req); err != nil {
+			break
+		}
+	}
+	if got := codeOf(err); got != "ResourceExhausted" {
+		t.Fatalf("3 events at 0.5/s: got %s (%v), want ResourceExhausted", got, err)
+	}
+	var retry *errdetails.RetryInfo
+	for _, d := range status.Convert(err).Details() {
+		if r, ok := d.(*errdetails.RetryInfo); ok {
+			retry = r
+		}
+	}
+	if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+		t.Errorf("rate limited: got RetryInfo %v, want a positive delay", retry)
+	}
+}
+
+// TestSourceBinding checks that a source-bound key may leave src_service
+// out of a Logger, and may not name another service.
+func TestSourceBinding(t *testing.T) {
+	s := MustOpenAuthServer(t)
+	conn := MustDialGRPC(t, s)
+	ctx := withKey(t.Context(), mustKey(t, s, trail.Key{Scopes: []trail.Scope{trail.ScopeWrite}, Source: "billing"}))
+	create := func(src string) error {
+		_, err := invoke[logger.CreateResponse](ctx, conn, "/logger.LoggerService/CreateLog",
+			&logger.CreateRequest{Logger: &logger.Logger{UserId: 3, EventType: "a.b", SrcService: src}})
+		return err
+	}
+	if err := create(""); err != nil {
+		t.Fatalf("CreateLog without src_service: got %v, want success", err)
+	}
+	if err := create("other"); codeOf(err) != "PermissionDenied" {
+		t.Errorf("CreateLog as billing for other: got %v, want PermissionDenied", err)
+	}
+	audit := mustKey(t, s, trail.Key{Scopes: []trail.Scope{trail.ScopeAudit}})
+	if b := restGet(t, s, "/logs?actor=3", audit); !strings.Contains(string(b), `"source":{"service":"billing"}`) {
+		t.Errorf("record: got %s, want source.service billing", b)
+	}
 }
