@@ -50,6 +50,15 @@ func (s *server) error(ctx context.Context, procedure string, err error) error {
 		code, c = trail.EINTERNAL, codes[trail.EINTERNAL]
 	}
 	msg := trail.ErrorMessage(err)
+	var rl *trail.RateLimitError
+	switch {
+	case code == trail.EUNAUTHORIZED:
+		s.obs.AuthFailed()
+	case code == trail.ERATELIMITED && errors.As(err, &rl) && rl.Policy != "":
+		s.obs.RateLimited(rl.Policy)
+	case code == trail.ERATELIMITED:
+		s.obs.RateLimited("key")
+	}
 	switch {
 	case code == trail.EINTERNAL && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		return ctx.Err() // the caller went away or its deadline passed; connect maps both

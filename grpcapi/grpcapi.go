@@ -24,6 +24,7 @@ import (
 	"github.com/trail-audit/trail/auth"
 	"github.com/trail-audit/trail/gen/logger/loggerconnect"
 	"github.com/trail-audit/trail/gen/trail/v1/trailv1connect"
+	"github.com/trail-audit/trail/tail"
 )
 
 // Config is what Handler needs. Ingester and Store are required.
@@ -45,8 +46,13 @@ type Config struct {
 	// RetryAfter is the RetryInfo delay of Unavailable answers (default 1s).
 	RetryAfter time.Duration
 
-	// TailPoll is how often Tail looks for new records (default 200ms).
-	TailPoll time.Duration
+	// Tail is the live tail's hub, which Tail follows; nil answers Tail
+	// with NotFound.
+	Tail *tail.Hub
+
+	// Observer counts authentication failures, rate-limited calls and
+	// live-tail subscribers (the node's metrics); nil counts nothing.
+	Observer Observer
 
 	// Logger gets internal errors in full (default slog.Default()).
 	Logger *slog.Logger
@@ -59,9 +65,27 @@ type server struct {
 	limits     trail.Limits
 	auth       *auth.Authenticator
 	retryAfter time.Duration
-	tailPoll   time.Duration
+	tail       *tail.Hub
+	obs        Observer
 	log        *slog.Logger
 }
+
+// An Observer is told what the metrics of docs/OPERATIONS.md count; the
+// node's *metrics.Metrics is one.
+type Observer interface {
+	// AuthFailed reports a call refused as Unauthenticated.
+	AuthFailed()
+	// RateLimited reports a call refused over a rate, by its policy.
+	RateLimited(policy string)
+	// AddTailSubscribers adds delta to the count of live-tail subscribers.
+	AddTailSubscribers(delta int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) AuthFailed()            {}
+func (nopObserver) RateLimited(string)     {}
+func (nopObserver) AddTailSubscribers(int) {}
 
 // Services are the fully qualified names of the services Handler serves
 // besides health and reflection.
@@ -76,13 +100,13 @@ func Handler(cfg Config, rest http.Handler) http.Handler {
 	}
 	s := &server{
 		ingester: cfg.Ingester, store: cfg.Store, limits: cfg.Limits.OrDefaults(), auth: cfg.Auth,
-		retryAfter: cfg.RetryAfter, tailPoll: cfg.TailPoll, log: cfg.Logger,
+		retryAfter: cfg.RetryAfter, tail: cfg.Tail, obs: cfg.Observer, log: cfg.Logger,
 	}
 	if s.retryAfter <= 0 {
 		s.retryAfter = time.Second
 	}
-	if s.tailPoll <= 0 {
-		s.tailPoll = 200 * time.Millisecond
+	if s.obs == nil {
+		s.obs = nopObserver{}
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -7,40 +7,51 @@ import (
 	"connectrpc.com/connect"
 	"github.com/trail-audit/trail"
 	trailv1 "github.com/trail-audit/trail/gen/trail/v1"
+	"github.com/trail-audit/trail/tail"
 )
 
-// tailPage is how many records one poll of Tail reads at most.
-const tailPage = 1000
+// tailWait is how long Tail waits on the hub before it looks at the call
+// again; a quiet stream sends nothing (HTTP/2 keeps the connection alive).
+const tailWait = time.Minute
 
-// Tail streams the records that match the filter, oldest first, from
-// after the cursor (or from now) until the client goes away. It polls the
-// store every TailPoll with the filter and a cursor, as a client paging
-// GET /logs would (docs/API.md says what that implies).
+// Tail streams the records that match the filter in commit order, as GET
+// /logs/stream does (package tail): from the next commit, or right after
+// the cursor with nothing skipped or repeated. It ends with Unavailable
+// when the caller falls too far behind or the server shuts down.
 func (t *trailService) Tail(ctx context.Context, req *connect.Request[trailv1.TailRequest], stream *connect.ServerStream[trailv1.TailResponse]) error {
 	s := t.s
 	fail := func(err error) error { return s.error(ctx, req.Spec().Procedure, err) }
+	if s.tail == nil {
+		return fail(trail.Errorf(trail.ENOTFOUND, "this server has no live tail"))
+	}
 	f, err := filter(ctx, req.Msg.GetFilter())
 	if err != nil {
 		return fail(err)
 	}
+	var after *trail.Cursor
 	if c := req.Msg.GetCursor(); c != "" {
-		if f.After, err = trail.ParseCursor(c); err != nil {
+		if after, err = trail.ParseCursor(c); err != nil {
 			return fail(err)
 		}
-	} else if f.After, err = s.newest(ctx, *f); err != nil {
+	}
+	st, err := s.tail.Follow(tail.Source{Reader: s.store, Head: s.ingester.Head}, f, after)
+	if err != nil {
 		return fail(err)
 	}
+	defer st.Close()
+	s.obs.AddTailSubscribers(1)
+	defer s.obs.AddTailSubscribers(-1)
 	// The headers tell the client that the tail has its start: whatever
 	// is committed from here on is sent.
 	if err := stream.Send(nil); err != nil {
 		return err
 	}
-	tick := time.NewTicker(s.tailPoll)
-	defer tick.Stop()
 	for {
-		f.Limit = tailPage
-		entries, err := s.store.List(ctx, f)
-		if err != nil {
+		entries, err := st.Next(ctx, tailWait)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err() // Canceled, or DeadlineExceeded at the call's deadline
+		case err != nil:
 			return fail(err)
 		}
 		for _, e := range entries {
@@ -48,27 +59,5 @@ func (t *trailService) Tail(ctx context.Context, req *connect.Request[trailv1.Ta
 				return err // the client is gone
 			}
 		}
-		if len(entries) > 0 {
-			f.After = trail.CursorOf(entries[len(entries)-1])
-		}
-		if len(entries) == tailPage {
-			continue // more are waiting
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err() // Canceled, or DeadlineExceeded at the call's deadline
-		case <-tick.C:
-		}
 	}
-}
-
-// newest returns the cursor of the newest record that matches f, or nil if
-// none does, so that a Tail without a cursor starts after it.
-func (s *server) newest(ctx context.Context, f trail.Filter) (*trail.Cursor, error) {
-	f.Desc, f.Limit, f.After = true, 1, nil
-	entries, err := s.store.List(ctx, &f)
-	if err != nil || len(entries) == 0 {
-		return nil, err
-	}
-	return trail.CursorOf(entries[0]), nil
 }

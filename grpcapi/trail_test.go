@@ -221,14 +221,16 @@ func toProof(b [][]byte) []tlog.Hash {
 	return out
 }
 
-// TestTail follows new records with grpc-go and the Connect client, and
-// resumes after a cursor with nothing skipped or repeated.
+// TestTail follows new records with grpc-go and the Connect client, in
+// commit order, and resumes after a cursor with nothing skipped or
+// repeated.
 func TestTail(t *testing.T) {
 	s := MustOpenServer(t, testserver.Config{})
 	conn := MustDialGRPC(t, s)
 	ctx := t.Context()
 	post := func(i int, action string) {
-		restPost(t, s, "/logs", fmt.Sprintf(`{"id":"t-%d","actor":{"id":"u"},"action":%q,"source":{"service":"s"}}`, i, action))
+		// Times run backwards: the tail goes by commit order, not time.
+		restPost(t, s, "/logs", fmt.Sprintf(`{"id":"t-%d","actor":{"id":"u"},"action":%q,"source":{"service":"s"},"time":"2001-01-%02dT00:00:00Z"}`, i, action, 10-i))
 	}
 	post(0, "new.event") // before the tail: not sent
 
@@ -244,6 +246,9 @@ func TestTail(t *testing.T) {
 	}
 	if _, err := stream.Header(); err != nil { // the tail has its start
 		t.Fatal(err)
+	}
+	if m := restGet(t, s, "/metrics", ""); !bytes.Contains(m, []byte("\ntrail_tail_subscribers 1\n")) {
+		t.Errorf("GET /metrics while one gRPC Tail is open: want trail_tail_subscribers 1 in\n%s", m)
 	}
 	for i := 1; i <= 4; i++ {
 		action := "new.event"

@@ -107,7 +107,8 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	n := &Node{Ingester: ing, Tail: hub, Metrics: m}
 	hc := httpapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Logger: cfg.Logger,
 		Tail: hub, Heartbeat: cfg.Heartbeat, Observer: m, Metrics: m.Handler()}
-	gc := grpcapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Logger: cfg.Logger}
+	gc := grpcapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Logger: cfg.Logger,
+		Tail: hub, Observer: m}
 	if ks, ok := store.(trail.KeyStore); ok {
 		ac := auth.Config{}
 		if cfg.Auth != nil {
