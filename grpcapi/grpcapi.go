@@ -152,6 +152,10 @@ func (m *mux) handle(prefix string, h http.Handler) {
 	m.prefixes = append(m.prefixes, prefix)
 }
 
+// Unwrap returns the REST handler, so that httpapi.Routes finds the route
+// table through this handler.
+func (m *mux) Unwrap() http.Handler { return m.rest }
+
 func (m *mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, p := range m.prefixes {
 		if strings.HasPrefix(r.URL.Path, p) {

@@ -112,7 +112,7 @@ func TestRouteMatrix(t *testing.T) {
 		"GET /export":            ``,
 	}
 	public := []string{"GET /checkpoint", "GET /checkpoint/key", "GET /healthz", "GET /readyz", "GET /openapi.json"}
-	routes := httpapi.Routes(ts.API)
+	routes := httpapi.Routes(ts.Config.Handler)
 	if len(routes) < 12 {
 		t.Fatalf("Routes: got %d routes, want the full table", len(routes))
 	}

@@ -63,8 +63,6 @@ type Node struct {
 	// uses, the gRPC services (grpcapi). Serve it with HTTP/2 (h2c on
 	// plaintext) for gRPC clients.
 	Handler http.Handler
-	// API is the REST API alone (httpapi), for httpapi.Routes.
-	API http.Handler
 	// Tail receives every commit of the ingester and serves the live tail
 	// (GET /logs/stream, gRPC Tail). Close it when the server shuts down,
 	// so that open streams end (they would hold http.Server.Shutdown).
@@ -128,8 +126,7 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	if cfg.UI != nil {
 		hc.UI = ui.New(*cfg.UI)
 	}
-	n.API = httpapi.New(hc)
-	n.Handler = grpcapi.Handler(gc, n.API)
+	n.Handler = grpcapi.Handler(gc, httpapi.New(hc))
 	return n, nil
 }
 

@@ -70,9 +70,8 @@ type Server struct {
 	Path     string // the SQLite file, with the sqlite backend
 	URI      string // the MongoDB database, with the mongo backend
 	Ingester *ingest.Ingester
-	API      http.Handler // the REST API alone, for httpapi.Routes
-	Verifier string       // "" if signing is off
-	Log      string       // the log the server writes
+	Verifier string // "" if signing is off
+	Log      string // the log the server writes
 	Keys     *auth.Manager
 	Tail     *tail.Hub // the live tail's hub
 }
@@ -120,7 +119,7 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		s.Store.Close()
 		tb.Fatalf("node.New: %v", err)
 	}
-	s.Ingester, s.Log, s.Keys, s.Tail, s.API = n.Ingester, n.Ingester.Head().Log, n.Keys, n.Tail, n.API
+	s.Ingester, s.Log, s.Keys, s.Tail = n.Ingester, n.Ingester.Head().Log, n.Keys, n.Tail
 	h := n.Handler
 	if cfg.WrapHandler != nil {
 		h = cfg.WrapHandler(h)
