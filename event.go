@@ -406,6 +406,12 @@ func ParseNDJSON(b []byte, lim Limits) ([]*Event, error) {
 	return parseItems(raws, lim)
 }
 
+// ParseEvents parses a batch that arrives already split, one JSON object
+// per item (as gRPC's Append sends it), with the rules of ParseBatch.
+func ParseEvents(raws [][]byte, lim Limits) ([]*Event, error) {
+	return parseItems(raws, lim)
+}
+
 func parseItems(raws [][]byte, lim Limits) ([]*Event, error) {
 	if len(raws) == 0 {
 		return nil, Errorf(EINVALID, "batch is empty; send at least one event")

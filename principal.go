@@ -117,6 +117,21 @@ func (p *Principal) CheckVisible(tenant string) error {
 	return nil
 }
 
+// GetVisible reads the record with the id from r if the principal in ctx
+// may see it. Another tenant's record gets the very answer a missing one
+// gets: an ENOTFOUND error naming the id. Every transport reads records by
+// id through it.
+func GetVisible(ctx context.Context, r Reader, id string) (*Entry, error) {
+	e, err := r.Get(ctx, id)
+	if err == nil {
+		err = PrincipalFromContext(ctx).CheckVisible(e.Tenant)
+	}
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, Errorf(ENOTFOUND, "no record has id %q", id)
+	}
+	return e, err
+}
+
 // CheckEvents applies p's write scope and bindings to a batch before it is
 // prepared. It stamps each event with p's key id (the record's key_id), fills in the bound tenant and source.service where an event
 // has none, and refuses, with EFORBIDDEN and the index of every offending

@@ -59,6 +59,22 @@ type Limits struct {
 	DefaultSource string
 }
 
+// OrDefaults returns l with every unset (zero or negative) size limit
+// taken from DefaultLimits. Every transport applies it to its limits.
+func (l Limits) OrDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxEventBytes <= 0 {
+		l.MaxEventBytes = d.MaxEventBytes
+	}
+	if l.MaxRequestBytes <= 0 {
+		l.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if l.MaxBatchEvents <= 0 {
+		l.MaxBatchEvents = d.MaxBatchEvents
+	}
+	return l
+}
+
 // DefaultLimits are the limits of DESIGN.md §2.
 var DefaultLimits = Limits{
 	MaxEventBytes:   64 << 10,

@@ -120,17 +120,10 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
-// visible reads the record with the id if the caller may see it. Another
-// tenant's record gets the very answer a missing one gets.
+// visible reads the record with the id if the caller may see it
+// (trail.GetVisible).
 func (s *server) visible(ctx context.Context, id string) (*trail.Entry, error) {
-	e, err := s.store.Get(ctx, id)
-	if err == nil {
-		err = trail.PrincipalFromContext(ctx).CheckVisible(e.Tenant)
-	}
-	if trail.ErrorCode(err) == trail.ENOTFOUND {
-		return nil, trail.Errorf(trail.ENOTFOUND, "no record has id %q", id)
-	}
-	return e, err
+	return trail.GetVisible(ctx, s.store, id)
 }
 
 // recordCacheControl is the Cache-Control of a record or a fixed proof.

@@ -104,7 +104,7 @@ func New(cfg Config) http.Handler {
 	s := &server{
 		ingester:  cfg.Ingester,
 		store:     cfg.Store,
-		limits:    cfg.Limits,
+		limits:    cfg.Limits.OrDefaults(),
 		log:       cfg.Logger,
 		mux:       http.NewServeMux(),
 		auth:      cfg.Auth,
@@ -119,16 +119,6 @@ func New(cfg Config) http.Handler {
 	}
 	if s.obs == nil {
 		s.obs = nopObserver{}
-	}
-	d := trail.DefaultLimits
-	if s.limits.MaxEventBytes <= 0 {
-		s.limits.MaxEventBytes = d.MaxEventBytes
-	}
-	if s.limits.MaxRequestBytes <= 0 {
-		s.limits.MaxRequestBytes = d.MaxRequestBytes
-	}
-	if s.limits.MaxBatchEvents <= 0 {
-		s.limits.MaxBatchEvents = d.MaxBatchEvents
 	}
 	cfg.Memory.setDefaults()
 	s.bodies.max, s.reads.max, s.respBytes = cfg.Memory.Bodies, cfg.Memory.Reads, cfg.Memory.Response

@@ -46,8 +46,10 @@ type serveConfig struct {
 	uiFrameAncestors   string
 }
 
-const serveAbout = `Serve runs the trail service: the HTTP API of docs/API.md over an embedded
-SQLite store in --data (the default), or over MongoDB (--store mongodb://...).
+const serveAbout = `Serve runs the trail service: the HTTP API of docs/API.md, and on the same
+port its gRPC services (gRPC over HTTP/2, h2c without TLS; gRPC-Web;
+Connect), over an embedded SQLite store in --data (the default), or over
+MongoDB (--store mongodb://...).
 It prints "listening on http://HOST:PORT" once it accepts connections
 (https:// with --tls-cert; SIGHUP then reloads the certificate).
 SIGTERM or SIGINT stop it gracefully: it stops accepting connections, lets

@@ -131,6 +131,7 @@ func (s *server) open(ctx context.Context) error {
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 		TLSConfig:      tlsConfig,
+		Protocols:      node.Protocols(), // h2c: gRPC on the plaintext port too
 	}
 	// Live-tail streams never end by themselves: end them when Shutdown
 	// starts, so that it waits only for requests that do.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/auth"
+	"github.com/trail-audit/trail/grpcapi"
 	"github.com/trail-audit/trail/httpapi"
 	"github.com/trail-audit/trail/ingest"
 	"github.com/trail-audit/trail/metrics"
@@ -62,7 +63,10 @@ type Config struct {
 // A Node is an ingester writing one store and the API over it.
 type Node struct {
 	Ingester *ingest.Ingester
-	Handler  http.Handler
+	// Handler serves the REST API and, on the same paths a gRPC client
+	// uses, the gRPC services (grpcapi). Serve it with HTTP/2 (h2c on
+	// plaintext) for gRPC clients.
+	Handler http.Handler
 	// Tail receives every commit of the ingester and serves the live tail
 	// (GET /logs/stream, gRPC Tail). Close it when the server shuts down,
 	// so that open streams end (they would hold http.Server.Shutdown).
@@ -105,6 +109,8 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	n := &Node{Ingester: ing, Tail: hub, Metrics: m}
 	hc := httpapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Memory: cfg.Memory, Logger: cfg.Logger,
 		Tail: hub, Heartbeat: cfg.Heartbeat, Observer: m, Metrics: m.Handler()}
+	gc := grpcapi.Config{Ingester: ing, Store: m.Reader(read), Limits: cfg.Limits, Logger: cfg.Logger,
+		Tail: hub, Observer: m}
 	if ks, ok := store.(trail.KeyStore); ok {
 		ac := auth.Config{}
 		if cfg.Auth != nil {
@@ -115,7 +121,7 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 		n.Keys = &auth.Manager{Keys: ks, Ingester: ing, Auth: a}
 		hc.Keys = n.Keys
 		if cfg.Auth != nil {
-			hc.Auth = a
+			hc.Auth, gc.Auth = a, a
 		}
 	} else if cfg.Auth != nil {
 		ing.Close(ctx)
@@ -124,7 +130,7 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	if cfg.UI != nil {
 		hc.UI = ui.New(*cfg.UI)
 	}
-	n.Handler = httpapi.New(hc)
+	n.Handler = grpcapi.Handler(gc, httpapi.New(hc))
 	return n, nil
 }
 
@@ -134,4 +140,16 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 func (n *Node) Close(ctx context.Context) error {
 	n.Tail.Close()
 	return n.Ingester.Close(ctx)
+}
+
+// Protocols returns the protocols a node's server speaks: HTTP/1.1, and
+// HTTP/2 both over TLS and in plaintext (h2c with prior knowledge), since
+// gRPC clients need HTTP/2 and plaintext gRPC has no upgrade. Set it as
+// http.Server.Protocols.
+func Protocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }

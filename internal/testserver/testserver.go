@@ -127,7 +127,10 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 	if cfg.WrapHandler != nil {
 		h = cfg.WrapHandler(h)
 	}
-	s.Server = httptest.NewServer(h)
+	// HTTP/1.1 and h2c, as trail serve: gRPC clients speak HTTP/2.
+	s.Server = httptest.NewUnstartedServer(h)
+	s.Server.Config.Protocols = node.Protocols()
+	s.Server.Start()
 	tb.Cleanup(func() {
 		// The order of serve's shutdown: HTTP (open streams end first, as
 		// serve's Shutdown ends them), then the node, then the store.
