@@ -21,7 +21,8 @@ import (
 )
 
 // DefaultBuffer is how many committed entries a subscriber may fall behind
-// before it is cut off.
+// before it is cut off. A commit larger than the buffer still reaches a
+// subscriber that has taken everything before it.
 const DefaultBuffer = 10000
 
 // Errors that end a subscription. Both are EUNAVAILABLE: the client should
@@ -118,8 +119,11 @@ func (h *Hub) unsubscribe(s *sub) {
 type sub struct {
 	wake chan struct{} // has a value when queue or err changed
 
+	// queue holds published batches as they came (one append per commit,
+	// whatever its size, so that Publish stays cheap), n their entries.
 	mu    sync.Mutex
-	queue []*trail.Entry
+	queue [][]*trail.Entry
+	n     int
 	err   error
 }
 
@@ -131,13 +135,17 @@ func (s *sub) push(entries []*trail.Entry, buffer int) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if len(s.queue)+len(entries) > buffer {
+	// One commit larger than the buffer may fill an empty queue, as one
+	// large request may fill the ingest queue: otherwise every subscriber
+	// would be cut off by it.
+	if s.n > 0 && s.n+len(entries) > buffer {
 		s.err = ErrSlow
 		s.mu.Unlock()
 		s.signal()
 		return false
 	}
-	s.queue = append(s.queue, entries...)
+	s.queue = append(s.queue, entries)
+	s.n += len(entries)
 	s.mu.Unlock()
 	s.signal()
 	return true
@@ -160,14 +168,14 @@ func (s *sub) signal() {
 	}
 }
 
-// take returns every queued entry, and the reason s ended once the queue
+// take returns every queued batch, and the reason s ended once the queue
 // is empty. The entries queued before a cut-off are still delivered, so
 // that the client's last cursor is as recent as it can be.
-func (s *sub) take() ([]*trail.Entry, error) {
+func (s *sub) take() ([][]*trail.Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queue
-	s.queue = nil
+	s.queue, s.n = nil, 0
 	if len(q) > 0 {
 		return q, nil
 	}

@@ -82,6 +82,10 @@ func (st *Stream) Close() {
 // the caller can send a heartbeat), and returns ctx's error when ctx ends,
 // ErrSlow when the subscriber fell a whole buffer behind the log, and
 // ErrClosed when the hub closed.
+//
+// Until the stream is live (a call of Next found the catch-up done), an
+// overflow of its buffer is not final: the store holds what it missed, so
+// it reads on from there. Once live, an overflow ends it with ErrSlow.
 func (st *Stream) Next(ctx context.Context, wait time.Duration) ([]*trail.Entry, error) {
 	deadline := time.Now().Add(wait)
 	for st.next < st.end {
@@ -133,18 +137,20 @@ func (st *Stream) live(ctx context.Context, deadline time.Time) ([]*trail.Entry,
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	for {
-		batch, err := st.sub.take()
+		batches, err := st.sub.take()
 		if err != nil {
 			return nil, err
 		}
 		var out []*trail.Entry
-		for _, e := range batch {
-			if e.Log != st.log || e.Seq < st.next {
-				continue // caught up from the store already, or another log
-			}
-			st.next = e.Seq + 1
-			if st.filter.Matches(&e.Record) {
-				out = append(out, e)
+		for _, batch := range batches {
+			for _, e := range batch {
+				if e.Log != st.log || e.Seq < st.next {
+					continue // caught up from the store already, or another log
+				}
+				st.next = e.Seq + 1
+				if st.filter.Matches(&e.Record) {
+					out = append(out, e)
+				}
 			}
 		}
 		if len(out) > 0 {
