@@ -25,10 +25,12 @@ type sseEvent struct {
 
 // sseStream is an open GET /logs/stream.
 type sseStream struct {
-	resp   *http.Response
-	cancel context.CancelFunc
-	sc     *bufio.Scanner
-	beats  int // heartbeat comments seen
+	resp    *http.Response
+	cancel  context.CancelFunc
+	sc      *bufio.Scanner
+	beats   int    // heartbeat comments seen
+	lastID  string // the last event id, as a browser's EventSource keeps it
+	firstID string // the first event id
 }
 
 // openStream opens the stream at path (with its query) and fails the test
@@ -68,26 +70,29 @@ func (s *sseStream) close() {
 }
 
 // next returns the next event, skipping comments, or ok false at the end
-// of the stream.
+// of the stream. As in a browser, an event without data is not
+// dispatched, but its id becomes the last event id.
 func (s *sseStream) next() (ev sseEvent, ok bool) {
 	var data []string
-	started := false
 	for s.sc.Scan() {
 		line := s.sc.Text()
 		switch {
+		case line == "" && data == nil:
+			ev = sseEvent{}
 		case line == "":
-			if started {
-				ev.data = strings.Join(data, "\n")
-				return ev, true
-			}
+			ev.data = strings.Join(data, "\n")
+			return ev, true
 		case strings.HasPrefix(line, ":"):
 			s.beats++
 		case strings.HasPrefix(line, "id: "):
-			ev.id, started = line[4:], true
+			ev.id, s.lastID = line[4:], line[4:]
+			if s.firstID == "" {
+				s.firstID = ev.id
+			}
 		case strings.HasPrefix(line, "event: "):
-			ev.name, started = line[7:], true
+			ev.name = line[7:]
 		case strings.HasPrefix(line, "data: "):
-			data, started = append(data, line[6:]), true
+			data = append(data, line[6:])
 		}
 	}
 	return ev, false
@@ -234,16 +239,34 @@ func head(s []string) []string { return s[:min(len(s), 5)] }
 
 // TestStreamResume disconnects a subscriber and resumes it, with
 // Last-Event-ID and with ?cursor=: it misses nothing and repeats nothing,
-// the events committed while it was away included.
+// the events committed while it was away included. The id a live stream
+// sends first, before any record, resumes from where it began.
 func TestStreamResume(t *testing.T) {
 	ts := MustOpenServer(t, serverConfig{})
+	ts.postEvents(t, []map[string]any{tailEvent(100)}) // not an empty log
 	var all []map[string]any
 	for i := range 60 {
 		all = append(all, tailEvent(i))
 	}
+	ids := func(evs []sseEvent) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, mustRecord(t, []byte(ev.data)).ID)
+		}
+		return out
+	}
+	wantIDs := func(from, to int) []string {
+		var out []string
+		for _, e := range all[from:to] {
+			out = append(out, e["id"].(string))
+		}
+		return out
+	}
+
 	s := ts.openStream(t, "/logs/stream")
 	ts.postEvents(t, all[:20])
 	got := s.records(t, 20)
+	start := s.firstID
 	s.close()
 	ts.postEvents(t, all[20:40]) // while nobody listens
 
@@ -251,17 +274,19 @@ func TestStreamResume(t *testing.T) {
 	resumed := s.records(t, 30)
 	ts.postEvents(t, all[40:60]) // live, after the catch-up
 	resumed = append(resumed, s.records(t, 20)...)
-	for i, ev := range resumed {
-		if id, want := mustRecord(t, []byte(ev.data)).ID, all[10+i]["id"]; id != want {
-			t.Fatalf("resumed with Last-Event-ID: event %d: got %s, want %s", i, id, want)
-		}
+	if got, want := ids(resumed), wantIDs(10, 60); !slices.Equal(got, want) {
+		t.Errorf("resumed with Last-Event-ID: got %v, want %v", got, want)
 	}
-
 	s = ts.openStream(t, "/logs/stream?limit=5&cursor="+resumed[44].id)
-	for i, ev := range s.records(t, 5) {
-		if id, want := mustRecord(t, []byte(ev.data)).ID, all[55+i]["id"]; id != want {
-			t.Errorf("resumed with ?cursor=: event %d: got %s, want %s", i, id, want)
-		}
+	if got, want := ids(s.records(t, 5)), wantIDs(55, 60); !slices.Equal(got, want) {
+		t.Errorf("resumed with ?cursor=: got %v, want %v", got, want)
+	}
+	if start == "" || start == got[0].id {
+		t.Fatalf("first id of a live stream: got %q, want one sent before the first record", start)
+	}
+	s = ts.openStream(t, "/logs/stream?limit=60", "Last-Event-ID", start)
+	if got, want := ids(s.records(t, 60)), wantIDs(0, 60); !slices.Equal(got, want) {
+		t.Errorf("resumed from the first id: got %v, want %v", got, want)
 	}
 }
 

@@ -70,6 +70,18 @@ func (st *Stream) subscribe() error {
 	return nil
 }
 
+// Position returns the stream's place in its log: just after the last
+// record it delivered or passed over, or where it started. Resuming after
+// it (Follow's after) misses nothing. Its Time is zero: it is a position
+// in commit order, for Follow only. It is nil while nothing of the log is
+// behind the stream (an empty log), since a cursor's seq is never negative.
+func (st *Stream) Position() *trail.Cursor {
+	if st.next <= 0 {
+		return nil
+	}
+	return &trail.Cursor{Log: st.log, Seq: st.next - 1}
+}
+
 // Close ends the stream's subscription.
 func (st *Stream) Close() {
 	if st.sub != nil {
