@@ -269,6 +269,7 @@ type request struct {
 	body        []byte
 	contentType string
 	accept      string
+	header      http.Header // more request headers
 	// idempotent says that sending the request again cannot change what
 	// the server stores, so that it may be retried after a transport error
 	// or a gateway's 502/504, not only after the server's own refusal.
@@ -325,6 +326,11 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 		}
 		if r.accept != "" {
 			req.Header.Set("Accept", r.accept)
+		}
+		for k, vs := range r.header {
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
 		}
 		req.Header.Set("User-Agent", c.userAgent)
 		if c.token != "" {

@@ -62,11 +62,14 @@ func (s *server) handleLogsStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // NGINX: pass events on at once
 	w.WriteHeader(http.StatusOK)
+	// The stream opens with where it begins: an id without data sets the
+	// client's last event id and dispatches nothing, so that a reconnect
+	// before the first record still resumes from there. An empty log has
+	// no position yet, and a comment says so.
 	if pos := st.Position(); pos != nil {
-		// An id without data sets the client's last event id and
-		// dispatches nothing, so that a reconnect before the first record
-		// still resumes from where this stream began.
 		w.Write([]byte("id: " + pos.String() + "\n\n"))
+	} else {
+		w.Write([]byte(": the log is empty\n\n"))
 	}
 	s.sendEvents(w, r, st, limit)
 }

@@ -82,7 +82,7 @@ func (s *sseStream) next() (ev sseEvent, ok bool) {
 		case line == "":
 			ev.data = strings.Join(data, "\n")
 			return ev, true
-		case strings.HasPrefix(line, ":"):
+		case line == ": heartbeat":
 			s.beats++
 		case strings.HasPrefix(line, "id: "):
 			ev.id, s.lastID = line[4:], line[4:]
