@@ -14,12 +14,19 @@ import (
 )
 
 const tailAbout = `Tail prints the last records that match the filters, oldest first, as NDJSON
-(each record's stored bytes, verbatim). With --follow it then polls for new
-ones until interrupted.
+(each record's stored bytes, verbatim). With --follow it then prints every
+new matching record as the server commits it, until interrupted.
 
-Records are ordered by their event time ("time"), so --follow does not show
-a record that arrives later with a time before the last one printed (a
-producer's backdated or delayed event); query with --since to see those.
+The first records are ordered by their event time ("time"). --follow streams
+from the server (GET /logs/stream, Server-Sent Events): new records come in
+commit order, backdated or delayed events included, each once. It
+reconnects by itself after a dropped connection or a server restart and
+resumes where it stopped. With several replicas over MongoDB, a stream
+follows the log of the replica that answers (docs/API.md).
+
+Examples:
+  trail tail --action 'account.*' --follow
+  trail tail --last 0 --follow --tenant acme --outcome failure
 `
 
 // queryFlags are the filters of GET /logs.
@@ -60,8 +67,8 @@ func (c *cli) runTail(ctx context.Context, args []string) error {
 	parseTimes := queryFlags(fs, &q)
 	last := fs.Int("last", 10, "print the last `n` matching records first")
 	all := fs.Bool("all", false, "print every matching record first, not only the last ones")
-	follow := fs.Bool("follow", false, "keep polling for new records")
-	interval := fs.Duration("interval", time.Second, "poll every `duration` with --follow")
+	follow := fs.Bool("follow", false, "then print new records as they are committed, until interrupted")
+	interval := fs.Duration("interval", time.Second, "unused: --follow streams rather than polls (kept so that scripts still run)")
 	page := fs.Int("page", 1000, "records per request (at most 1000)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -75,55 +82,49 @@ func (c *cli) runTail(ctx context.Context, args []string) error {
 	if *page < 1 || *page > 1000 {
 		return usageError{fmt.Errorf("--page must be 1 to 1000, not %d", *page)}
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("tail: unexpected argument %q", fs.Arg(0))}
-	}
-	cl := cf.client()
-	out := bufio.NewWriter(c.stdout)
-	defer out.Flush()
-	t := &tailer{cl: cl, out: out, timeout: cf.timeout}
-
 	if *last < 0 {
 		return usageError{fmt.Errorf("--last must not be negative, not %d", *last)}
 	}
-	if !*all {
-		// Start at the last n records (newest first from the server, so
-		// printed in reverse), or just after the newest one for --last 0.
-		// An empty result leaves the cursor at the beginning.
-		recs, err := t.newest(ctx, q, max(*last, 1))
-		if err != nil {
-			return err
-		}
-		if *last == 0 {
-			if len(recs) > 0 {
-				if t.cursor, err = cursorAfter(recs[len(recs)-1]); err != nil {
-					return err
-				}
-			}
-			recs = nil
-		}
-		if err := t.print(recs); err != nil {
-			return err
-		}
-		if !*follow {
-			return nil
-		}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("tail: unexpected argument %q", fs.Arg(0))}
 	}
-	q.Order, q.Limit = "asc", *page
-	for {
-		if err := t.drain(ctx, q); err != nil {
+	out := bufio.NewWriter(c.stdout)
+	defer out.Flush()
+	t := &tailer{cl: cf.client(), out: out, timeout: cf.timeout}
+	var f *client.Follower
+	if *follow {
+		// Subscribe before reading the past, so that nothing committed in
+		// between is lost; what both show is printed once (tailer.print).
+		var err error
+		if f, err = t.startFollow(ctx, q); err != nil {
 			return err
 		}
-		if !*follow {
-			return nil
-		}
-		out.Flush()
-		select {
-		case <-time.After(*interval):
-		case <-ctx.Done():
-			return nil // interrupted: a normal end for tail -f
-		}
+		defer f.Close()
 	}
+	if err := t.printPast(ctx, q, *last, *all, *page); err != nil {
+		return err
+	}
+	if f == nil {
+		return nil
+	}
+	return t.follow(ctx, f)
+}
+
+// printPast prints every matching record (all), or the last n, oldest
+// first.
+func (t *tailer) printPast(ctx context.Context, q client.Query, n int, all bool, page int) error {
+	if all {
+		q.Order, q.Limit = "asc", page
+		return t.drain(ctx, q)
+	}
+	if n == 0 {
+		return nil
+	}
+	recs, err := t.newest(ctx, q, n)
+	if err != nil {
+		return err
+	}
+	return t.print(recs)
 }
 
 // tailer prints records and remembers the position after the last one.
@@ -132,6 +133,57 @@ type tailer struct {
 	out     *bufio.Writer
 	timeout time.Duration
 	cursor  string // after the last printed record
+
+	// With --follow: where the stream began, and the records printed from
+	// GET /logs that the stream will deliver again (committed after it
+	// began), by id.
+	following bool
+	start     *trail.Cursor
+	printed   map[string]bool
+}
+
+// startFollow opens the stream of q's records from the next commit.
+func (t *tailer) startFollow(ctx context.Context, q client.Query) (*client.Follower, error) {
+	q.Order, q.Limit, q.Cursor = "", 0, ""
+	f, err := t.cl.Follow(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("tail: %w", err)
+	}
+	t.following, t.printed = true, map[string]bool{}
+	if pos := f.Position(); pos != "" {
+		if t.start, err = trail.ParseCursor(pos); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("tail: the stream's first id: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// follow prints the stream's records until ctx ends, skipping those that
+// were printed already.
+func (t *tailer) follow(ctx context.Context, f *client.Follower) error {
+	for {
+		if err := t.out.Flush(); err != nil {
+			return err
+		}
+		ev, err := f.Next()
+		if ctx.Err() != nil {
+			return nil // interrupted: a normal end for tail -f
+		}
+		if err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+		var r trail.Record
+		if err := json.Unmarshal(ev.Record, &r); err != nil {
+			return fmt.Errorf("tail: decode record: %w", err)
+		}
+		if t.printed[r.ID] {
+			delete(t.printed, r.ID)
+			continue
+		}
+		t.out.Write(ev.Record)
+		t.out.WriteByte('\n')
+	}
 }
 
 func (t *tailer) list(ctx context.Context, q client.Query) (*client.Page, error) {
@@ -185,6 +237,15 @@ func (t *tailer) print(recs []json.RawMessage) error {
 	for _, r := range recs {
 		t.out.Write(r)
 		t.out.WriteByte('\n')
+		if t.following {
+			var rec trail.Record
+			if err := json.Unmarshal(r, &rec); err != nil {
+				return fmt.Errorf("tail: decode record: %w", err)
+			}
+			if t.start == nil || rec.Log == t.start.Log && rec.Seq > t.start.Seq {
+				t.printed[rec.ID] = true
+			}
+		}
 	}
 	if len(recs) > 0 {
 		var err error
