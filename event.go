@@ -67,6 +67,13 @@ type Event struct {
 	// outside the canonical encoding, so the idempotency digest ignores it:
 	// a replay of an id by another key keeps the original record.
 	KeyID string `json:"-"`
+
+	// TraceID is the trace id of the request's W3C traceparent (or of a
+	// CloudEvent's traceparent extension), set by the server. The record's
+	// request_id takes it when the event has none. Like KeyID it is outside
+	// the canonical encoding: a redelivery in another trace is a replay,
+	// not a conflict.
+	TraceID string `json:"-"`
 }
 
 // wireEvent is the input shape: the event schema plus the legacy fields.
@@ -120,15 +127,9 @@ var (
 // reading is strict (see strictJSON): duplicate keys, field names in another
 // case and lone surrogates are refused.
 func ParseEvent(b []byte, lim Limits) (*Event, error) {
-	if lim.MaxEventBytes > 0 && len(b) > lim.MaxEventBytes {
-		return nil, Errorf(ETOOLARGE, "event is %d bytes; the limit is %d", len(b), lim.MaxEventBytes)
-	}
-	if !utf8.Valid(b) {
-		return nil, Errorf(EINVALID, "event is not valid UTF-8")
-	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
-		return nil, Errorf(EINVALID, "event must be a JSON object")
+	b, err := eventObject(b, lim)
+	if err != nil {
+		return nil, err
 	}
 	var w wireEvent
 	if err := decodeEvent(b, &w); err != nil {
@@ -155,6 +156,22 @@ func (w *wireEvent) finish(lim Limits) (*Event, error) {
 	e.maxRecord = lim.MaxEventBytes
 	e.dataValid = true // the strict decoder read it
 	return e, nil
+}
+
+// eventObject checks one event's size and encoding, and that it is a JSON
+// object, before it is decoded; it returns b without surrounding space.
+func eventObject(b []byte, lim Limits) ([]byte, error) {
+	if lim.MaxEventBytes > 0 && len(b) > lim.MaxEventBytes {
+		return nil, Errorf(ETOOLARGE, "event is %d bytes; the limit is %d", len(b), lim.MaxEventBytes)
+	}
+	if !utf8.Valid(b) {
+		return nil, Errorf(EINVALID, "event is not valid UTF-8")
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, Errorf(EINVALID, "event must be a JSON object")
+	}
+	return b, nil
 }
 
 // pick returns the field an event gives, either v or its legacy twin as
@@ -385,7 +402,7 @@ func ParseBatch(b []byte, lim Limits) ([]*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseItems(raws, lim)
+	return parseItems(raws, lim, ParseEvent)
 }
 
 // ParseNDJSON parses newline-delimited events; blank lines are skipped.
@@ -403,16 +420,18 @@ func ParseNDJSON(b []byte, lim Limits) ([]*Event, error) {
 		}
 		raws = append(raws, line)
 	}
-	return parseItems(raws, lim)
+	return parseItems(raws, lim, ParseEvent)
 }
 
 // ParseEvents parses a batch that arrives already split, one JSON object
 // per item (as gRPC's Append sends it), with the rules of ParseBatch.
 func ParseEvents(raws [][]byte, lim Limits) ([]*Event, error) {
-	return parseItems(raws, lim)
+	return parseItems(raws, lim, ParseEvent)
 }
 
-func parseItems(raws [][]byte, lim Limits) ([]*Event, error) {
+// parseItems parses each item of a batch with parse, and refuses the
+// batch with every bad item's index and reason, or with a repeated id.
+func parseItems(raws [][]byte, lim Limits, parse func([]byte, Limits) (*Event, error)) ([]*Event, error) {
 	if len(raws) == 0 {
 		return nil, Errorf(EINVALID, "batch is empty; send at least one event")
 	}
@@ -424,7 +443,7 @@ func parseItems(raws [][]byte, lim Limits) ([]*Event, error) {
 	code := EINVALID
 	seen := make(map[string]int)
 	for i, raw := range raws {
-		e, err := ParseEvent(raw, lim)
+		e, err := parse(raw, lim)
 		if err != nil {
 			if ErrorCode(err) == ETOOLARGE {
 				code = ETOOLARGE

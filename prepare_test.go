@@ -158,7 +158,7 @@ func FuzzParseBatch(f *testing.F) {
 		var slow []*Event
 		raws, err := splitArray(b)
 		if err == nil {
-			slow, err = parseItems(raws, lim)
+			slow, err = parseItems(raws, lim, ParseEvent)
 		}
 		if ok != (err == nil) {
 			t.Fatalf("input %q: one pass says %v, item by item says %v", b, ok, err)

@@ -95,6 +95,12 @@ func Prepare(e *Event, receivedAt time.Time, newID func() string) (*Prepared, er
 	if ok {
 		p.Digest, ok = digest(e, &p.Body, b[tail:])
 	}
+	if ok && p.RequestID == "" && e.TraceID != "" {
+		// The trace id is stored but stays out of the digest, as KeyID
+		// does: a redelivery in another trace is a replay.
+		p.RequestID = e.TraceID
+		b, _, ok = encodeBody(make([]byte, 0, bodySize(&p.Body)), &p.Body)
+	}
 	if !ok {
 		return nil, Errorf(EINVALID, "event: field \"time\" is out of range: %s", t)
 	}

@@ -17,6 +17,7 @@ import (
 const (
 	bodyJSON   = iota + 1 // one object, or an array of them
 	bodyNDJSON            // one object per line
+	bodyCE                // CloudEvents, in any mode (cloudevents.go)
 )
 
 // ndjsonTypes are the media types of newline-delimited JSON, in the order
@@ -28,7 +29,7 @@ var ndjsonTypes = []string{"application/x-ndjson", "application/ndjson", "applic
 func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 	kind, err := requestBodyKind(r.Header)
 	if err != nil {
-		w.Header().Set("Accept-Post", "application/json, application/x-ndjson")
+		w.Header().Set("Accept-Post", "application/json, application/x-ndjson, "+trail.CloudEventsJSON+", "+trail.CloudEventsBatchJSON)
 		s.error(w, r, err)
 		return
 	}
@@ -48,6 +49,8 @@ func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 	var events []*trail.Event
 	single := false
 	switch {
+	case kind == bodyCE:
+		events, single, err = parseCloudEvents(r.Header, body, lim)
 	case len(bytes.TrimSpace(body)) == 0:
 		err = trail.Errorf(trail.EINVALID, "request body is empty; send an event object, an array of events or NDJSON")
 	case kind == bodyNDJSON:
@@ -60,6 +63,7 @@ func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 		events, single = []*trail.Event{e}, true
 	}
 	if err == nil {
+		setTraceIDs(r.Header, events)
 		// The one place a write meets its key: bindings, key_id, rate.
 		p := trail.PrincipalFromContext(r.Context())
 		if err = p.CheckEvents(events); err == nil {
@@ -94,6 +98,9 @@ func requestBodyKind(h http.Header) (int, error) {
 	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Encoding %q is not supported; send the body uncompressed", ce)
 	}
+	if h.Get("Ce-Specversion") != "" {
+		return bodyCE, nil // binary mode: any Content-Type, or none
+	}
 	ct := h.Get("Content-Type")
 	if ct == "" {
 		return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Type is missing; send application/json or application/x-ndjson")
@@ -110,6 +117,8 @@ func requestBodyKind(h http.Header) (int, error) {
 		return bodyJSON, nil
 	case slices.Contains(ndjsonTypes, mt):
 		return bodyNDJSON, nil
+	case mt == trail.CloudEventsJSON || mt == trail.CloudEventsBatchJSON:
+		return bodyCE, nil
 	}
 	return 0, trail.Errorf(trail.EUNSUPPORTED, "Content-Type %q is not supported; send application/json or application/x-ndjson", mt)
 }
