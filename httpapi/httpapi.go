@@ -130,6 +130,7 @@ func New(cfg Config) http.Handler {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.log = slog.New(contextHandler{s.log.Handler()})
 	s.routes()
 	if cfg.UI != nil {
 		s.mux.Handle("/ui/", cfg.UI)
@@ -240,7 +241,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !validRequestID(id) {
 		id = newRequestID()
 	}
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+	if tid, ok := trail.TraceID(r.Header.Get("Traceparent")); ok {
+		ctx = context.WithValue(ctx, traceIDKey{}, tid)
+	}
+	r = r.WithContext(ctx)
 	sw := &statusWriter{ResponseWriter: w}
 	sw.Header().Set("X-Request-Id", id)
 	sw.Header().Set("X-Content-Type-Options", "nosniff")
