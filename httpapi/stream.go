@@ -62,6 +62,9 @@ func (s *server) handleLogsStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // NGINX: pass events on at once
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return // a HEAD has no body, so it would never end
+	}
 	// The stream opens with where it begins: an id without data sets the
 	// client's last event id and dispatches nothing, so that a reconnect
 	// before the first record still resumes from there. An empty log has

@@ -405,9 +405,13 @@ func TestStreamTenant(t *testing.T) {
 	ts.as(t, readA, "GET", "/logs/stream?tenant=B", "").problem(t, http.StatusForbidden)
 }
 
-// TestStreamBadRequests: what the stream refuses before it starts.
+// TestStreamBadRequests: what the stream refuses before it starts. A
+// HEAD gets the stream's headers and ends.
 func TestStreamBadRequests(t *testing.T) {
 	ts := MustOpenServer(t, serverConfig{})
+	if r := ts.do(t, "HEAD", "/logs/stream", ""); r.status != http.StatusOK || r.header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("HEAD /logs/stream: got %d %q, want 200 text/event-stream", r.status, r.header.Get("Content-Type"))
+	}
 	other := (&trail.Cursor{Log: "another-log", Seq: 3}).String()
 	for _, c := range []struct {
 		path, lastEventID, want string
