@@ -12,15 +12,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 runs=${RUNS:-3}
 IFS=: read -r batch conc events <<<"${SCENARIO:-100:16:100000}"
-tmp=$(mktemp -d)
-bin=$tmp/trail
-pid=
-cleanup() {
-	[[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-go build -o "$bin" ./cmd/trail
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 # one MODE RUN: serve with --auth MODE, bench it, print "rate p99".
 one() {
@@ -29,21 +22,13 @@ one() {
 		token=$("$bin" keys create --data "$data" --name bench --scopes write,read 2>/dev/null | grep -o 'trail_[A-Za-z0-9_]*' | head -1)
 		[[ -n $token ]] || { echo "bench-auth: trail keys create printed no key" >&2; exit 1; }
 	fi
-	"$bin" serve --addr 127.0.0.1:0 --data "$data" --auth "$mode" --log-format json >"$tmp/out" 2>"$tmp/err" &
-	pid=$!
-	for _ in $(seq 200); do
-		grep -q 'listening on' "$tmp/out" && break
-		sleep 0.05
-	done
-	url=$(sed -n 's/^listening on //p' "$tmp/out" | head -1)
+	start_server "$data" --auth "$mode"
 	TRAIL_TOKEN=$token "$bin" bench --url "$url" --batch "$batch" --concurrency "$conc" --events "$events" --json --progress 0 >"$tmp/report.json"
-	kill "$pid" && wait "$pid" || true
-	pid=
-	printf '%s %s\n' "$(grep -o '"events_per_sec": [0-9.]*' "$tmp/report.json" | awk '{printf "%.0f", $2}')" \
-		"$(grep -o '"p99": [0-9.]*' "$tmp/report.json" | head -1 | awk '{print $2}')"
+	stop_server
+	printf '%s %s\n' "$(field events_per_sec "$tmp/report.json" | awk '{printf "%.0f", $1}')" "$(field p99 "$tmp/report.json")"
 }
 
-printf 'machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
+machine
 printf 'batch=%s concurrency=%s events=%s\n' "$batch" "$conc" "$events"
 ratios=()
 for ((i = 1; i <= runs; i++)); do
@@ -54,7 +39,4 @@ for ((i = 1; i <= runs; i++)); do
 	printf 'run %d: auth off %7s events/s (p99 %s ms)   auth on %7s events/s (p99 %s ms)   on/off %s\n' \
 		"$i" "$off_rate" "$off_p99" "$on_rate" "$on_p99" "$ratio"
 done
-sorted=$(printf '%s\n' "${ratios[@]}" | sort -n)
-printf 'on/off ratio: median %s, range %s..%s\n' \
-	"$(printf '%s\n' "$sorted" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')" \
-	"$(head -1 <<<"$sorted")" "$(tail -1 <<<"$sorted")"
+printf 'on/off ratio: median %s\n' "$(median "${ratios[@]}")"
