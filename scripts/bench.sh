@@ -7,8 +7,8 @@
 #
 #   bash scripts/bench.sh            # 3 runs of each scenario
 #   RUNS=5 bash scripts/bench.sh
-#   SERVE_FLAGS="--auth on" bash scripts/bench.sh  # extra flags for trail serve
 #   SCENARIOS="1:64:20000" bash scripts/bench.sh   # batch:concurrency:events
+#   SERVE_FLAGS="--commit-max-wait 1ms" bash scripts/bench.sh  # flags for serve
 #
 # The figures in docs/PERFORMANCE.md come from this script.
 set -Eeuo pipefail
