@@ -33,8 +33,10 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 	if err := s.duplicates(ctx, entries); err != nil {
 		return err
 	}
-
 	first := entries[0].Seq
+	if err := s.alone(first); err != nil {
+		return err
+	}
 	b := s.buf[:0]
 	offs := make([]int64, len(entries))
 	for i, e := range entries {
@@ -84,6 +86,22 @@ func (s *Store) check(entries []*trail.Entry) error {
 		if want := tlog.StoredHashCount(e.Seq+1) - tlog.StoredHashCount(e.Seq); int64(len(e.Hashes)) != want {
 			return fmt.Errorf("seglog: append: entry %d (seq %d) has %d stored hashes, want %d", i, e.Seq, len(e.Hashes), want)
 		}
+	}
+	return nil
+}
+
+// alone checks that no one else has written to the active segment since
+// this store last did: the directory lock of trail serve keeps a second
+// server out, and this check, one fstat per append, keeps a process that
+// ignored the lock from having its records overwritten by seq.
+func (s *Store) alone(first int64) error {
+	fi, err := s.w.Stat()
+	if err != nil {
+		return fmt.Errorf("seglog: append at seq %d: %w: %v", first, trail.ErrUnavailable, err)
+	}
+	if fi.Size() != s.wsize {
+		return fmt.Errorf("seglog: append at seq %d: segment %s is %d bytes, but this store wrote %d: another process wrote to the log: %w",
+			first, fi.Name(), fi.Size(), s.wsize, trail.ErrFenced)
 	}
 	return nil
 }

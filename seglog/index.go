@@ -90,8 +90,14 @@ func tryOpenIndex(dir, log string, size int64) (*index, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "index.db")
+	// SQLite would create the file, and its -wal, 0644: records are not
+	// for every local user to read.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
 	ix := &index{path: path, dict: make(map[string]int64), stmts: make(map[string]*sql.Stmt)}
-	var err error
 	if ix.w, err = sql.Open("sqlite", indexDSN(path, false)); err != nil {
 		return nil, err
 	}

@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,6 +49,11 @@ type Config struct {
 	// records are pending; default 20ms. List never lags (it reads the
 	// unindexed tail from memory); this bounds the memory of that tail.
 	IndexInterval time.Duration
+
+	// Migrating opens the directory although it still holds the SQLite
+	// file of the layout before (LegacyFile): trail migrate fills the
+	// store from it, and renames it last.
+	Migrating bool
 }
 
 // DefaultLog is the log name of a Config without one.
@@ -125,10 +129,8 @@ func Open(cfg Config) (*Store, error) {
 
 func (s *Store) open() error {
 	logDir := filepath.Join(s.cfg.Dir, "log")
-	if _, err := os.Stat(filepath.Join(s.cfg.Dir, LegacyFile)); err == nil {
-		if _, err := os.Stat(logDir); errors.Is(err, fs.ErrNotExist) {
-			return ErrLegacy
-		}
+	if _, err := os.Stat(filepath.Join(s.cfg.Dir, LegacyFile)); err == nil && !s.cfg.Migrating {
+		return ErrLegacy
 	}
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return err
