@@ -114,8 +114,8 @@ func (s *Store) cursorAt(seq int64) (*cursor, error) {
 	return c, nil
 }
 
-// indexLoop is the indexer: woken by appends, it waits IndexInterval to
-// gather a batch, indexes the tail and drops what it indexed. On stop it
+// indexLoop is the indexer: woken by appends, it waits IndexInterval (or
+// a WaitIndexed) to gather a batch, indexes the tail and drops what it indexed. On stop it
 // indexes what is left, so that a clean restart has nothing to catch up.
 func (s *Store) indexLoop() {
 	defer close(s.stopped)
@@ -132,6 +132,7 @@ func (s *Store) indexLoop() {
 		case <-s.stop:
 			s.indexTail()
 			return
+		case <-s.flush:
 		case <-time.After(s.cfg.IndexInterval):
 		}
 		retry = nil
@@ -179,6 +180,10 @@ func (s *Store) WaitIndexed(ctx context.Context) error {
 	for s.indexed.Load() < target {
 		select {
 		case s.wake <- struct{}{}:
+		default:
+		}
+		select {
+		case s.flush <- struct{}{}:
 		default:
 		}
 		select {

@@ -93,6 +93,7 @@ type Store struct {
 	ix    *index
 
 	wake    chan struct{}
+	flush   chan struct{} // ends the indexer's wait for a batch
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -117,7 +118,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := trail.ValidateID(cfg.Log); err != nil {
 		return nil, fmt.Errorf("seglog: open %s: log name %q: %s", cfg.Dir, cfg.Log, trail.ErrorMessage(err))
 	}
-	s := &Store{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	s := &Store{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	s.tail.ids = make(map[string]*tailEntry)
 	if err := s.open(); err != nil {
 		s.closeFiles()
