@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/trail-audit/trail"
 	"golang.org/x/mod/sumdb/tlog"
@@ -28,6 +29,9 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 		return fmt.Errorf("seglog: append: %w: %v", trail.ErrUnavailable, s.broken)
 	}
 	if err := s.check(entries); err != nil {
+		return err
+	}
+	if err := s.backpressure(ctx); err != nil {
 		return err
 	}
 	if err := s.duplicates(ctx, entries); err != nil {
@@ -61,6 +65,29 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 		if err := s.roll(); err != nil {
 			// The batch is durable; the next append will fail.
 			s.broken = fmt.Errorf("seal segment %s: %w", g.path, err)
+		}
+	}
+	return nil
+}
+
+// maxTail is the most records the tail holds before Append waits for the
+// indexer: a bound on memory (about 1 KiB a record) when ingest outruns
+// indexing for long.
+const maxTail = 200000
+
+// backpressure waits while the tail is full, so that the indexer catches
+// up; the wait shows as latency, and the ingest queue's 503s push back on
+// producers.
+func (s *Store) backpressure(ctx context.Context) error {
+	for s.tail.len() >= maxTail {
+		select {
+		case s.flush <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("seglog: append: waiting for the indexer: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
 		}
 	}
 	return nil

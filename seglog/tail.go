@@ -80,3 +80,10 @@ func (t *tail) snapshot() (int64, []*tailEntry) {
 	defer t.mu.RUnlock()
 	return t.start, t.entries[:len(t.entries):len(t.entries)]
 }
+
+// len returns how many records the tail holds.
+func (t *tail) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.entries)
+}
