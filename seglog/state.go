@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/internal/sqlkeys"
 )
 
 // stateSchema holds what the log cannot rebuild: the log's name, the
-// checkpoints and (keysSchema) the API keys. Triggers keep meta and the
+// checkpoints and (sqlkeys.Schema) the API keys. Triggers keep meta and the
 // checkpoints append-only.
 const stateSchema = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -75,7 +76,7 @@ func openState(path, log string) (*state, error) {
 	}
 	st.w.SetMaxOpenConns(1)
 	ctx := context.Background()
-	if _, err := st.w.ExecContext(ctx, stateSchema+keysSchema); err != nil {
+	if _, err := st.w.ExecContext(ctx, stateSchema+sqlkeys.Schema); err != nil {
 		st.close()
 		return nil, fmt.Errorf("%s: create schema: %w", path, err)
 	}
