@@ -55,8 +55,6 @@ CREATE INDEX IF NOT EXISTS records_actor ON records (actor, time);
 // indexVersion names the schema; an index of another version is rebuilt.
 const indexVersion = "2"
 
-const nIndexCols = 12
-
 // index is the derived index file. Its writer connection belongs to the
 // indexer (and to Open's catch-up before it).
 type index struct {
@@ -216,29 +214,11 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 	}()
 	for off := 0; off < len(entries); {
 		n := min(rowsPerInsert, len(entries)-off)
-		// OR ROLLBACK spares SQLite the statement journal that a
-		// multi-row INSERT keeps otherwise (a tenth of the indexer's CPU);
-		// a failure undoes the whole batch, which is retried.
-		st, err := ix.stmt(ctx, "INSERT OR ROLLBACK INTO records VALUES "+strings.Repeat("(?,?,?,?,?,?,?,?,?,?,?,?), ", n-1)+"(?,?,?,?,?,?,?,?,?,?,?,?)")
-		if err != nil {
-			return err
+		withSeq := entries[off].Seq == 0 // an empty table's next rowid is 1, not 0
+		if withSeq {
+			n = 1
 		}
-		args := ix.args[:0]
-		for i, e := range entries[off : off+n] {
-			tg := e.TargetOrZero()
-			args = append(args, e.Seq, idHash(e.ID), e.Time.UnixNano(), offs[off+i])
-			for _, v := range [...]string{e.Tenant, e.Actor.ID, e.Actor.Type, e.Action, tg.ID, tg.Type, e.Source.Service, e.Outcome} {
-				d, err := ix.dictID(ctx, v)
-				if err != nil {
-					return err
-				}
-				args = append(args, d)
-			}
-		}
-		ix.args = args
-		_, err = st.ExecContext(ctx, args...)
-		clear(args)
-		if err != nil {
+		if err := ix.insertRows(ctx, entries[off:off+n], offs[off:off+n], withSeq); err != nil {
 			return err
 		}
 		off += n
@@ -251,6 +231,53 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 		return err
 	}
 	ix.watermark = mark
+	return nil
+}
+
+// insertRows inserts the rows of entries in one statement. Rows after seq
+// 0 are inserted without their seq: SQLite gives each the largest rowid
+// plus one, which is the seq, since the index holds seqs [0, watermark)
+// and only the indexer writes. Leaving the rowid to SQLite and INSERT OR
+// ROLLBACK let SQLite skip the statement journal of a multi-row INSERT (a
+// tenth of the indexer's CPU); the last rowid is checked against the seq.
+func (ix *index) insertRows(ctx context.Context, entries []*trail.Entry, offs []int64, withSeq bool) error {
+	row := "(?,?,?,?,?,?,?,?,?,?,?)"
+	cols := "idh, time, off, tenant, actor, actor_type, action, target, target_type, source, outcome"
+	if withSeq {
+		row, cols = "(?,?,?,?,?,?,?,?,?,?,?,?)", "seq, "+cols
+	}
+	st, err := ix.stmt(ctx, "INSERT OR ROLLBACK INTO records ("+cols+") VALUES "+strings.Repeat(row+", ", len(entries)-1)+row)
+	if err != nil {
+		return err
+	}
+	args := ix.args[:0]
+	for i, e := range entries {
+		tg := e.TargetOrZero()
+		if withSeq {
+			args = append(args, e.Seq)
+		}
+		args = append(args, idHash(e.ID), e.Time.UnixNano(), offs[i])
+		for _, v := range [...]string{e.Tenant, e.Actor.ID, e.Actor.Type, e.Action, tg.ID, tg.Type, e.Source.Service, e.Outcome} {
+			d, err := ix.dictID(ctx, v)
+			if err != nil {
+				return err
+			}
+			args = append(args, d)
+		}
+	}
+	ix.args = args
+	res, err := st.ExecContext(ctx, args...)
+	clear(args)
+	if err != nil {
+		return err
+	}
+	last, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	if want := entries[len(entries)-1].Seq; last != want {
+		return fmt.Errorf("indexed seq %d as row %d: the index does not end where its watermark says", want, last)
+	}
 	return nil
 }
 
