@@ -60,8 +60,8 @@ func appendSeal(b []byte, next int64) []byte {
 	return b
 }
 
-// errTorn says that the bytes end inside a frame.
-var errTorn = errors.New("the segment ends inside a frame")
+// errChecksum says that a frame's payload is not what was written.
+var errChecksum = errors.New("checksum mismatch")
 
 // header checks a frame header and returns the payload's length and
 // checksum.
@@ -87,7 +87,7 @@ type frame struct {
 // frame's bytes alias p.
 func decode(p []byte, sum uint32) (*frame, error) {
 	if got := crc32.Checksum(p, castagnoli); got != sum {
-		return nil, fmt.Errorf("checksum mismatch (crc32c %08x, header says %08x)", got, sum)
+		return nil, fmt.Errorf("%w (crc32c %08x, header says %08x)", errChecksum, got, sum)
 	}
 	if len(p) == sealPayload {
 		if string(p[:len(sealMagic)]) != sealMagic {

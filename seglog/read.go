@@ -2,6 +2,7 @@ package seglog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -105,10 +106,13 @@ func (s *Store) indexRows(ctx context.Context, query string, args []any, fn func
 		}
 		e, err := s.readEntry(segs, seq, off)
 		if err == nil && idHash(e.ID) != idh {
-			err = fmt.Errorf("the record of seq %d has id %q, which the index does not", seq, e.ID)
+			err = misplaced{fmt.Errorf("the record of seq %d has id %q, which the index does not", seq, e.ID)}
+		}
+		if errors.As(err, new(misplaced)) {
+			return fmt.Errorf("%w: "+errDisagrees, err, s.indexDir())
 		}
 		if err != nil {
-			return fmt.Errorf("%w: "+errDisagrees, err, s.indexDir())
+			return err // damage in the log itself, which names it
 		}
 		fn(e, idh)
 	}
@@ -117,24 +121,36 @@ func (s *Store) indexRows(ctx context.Context, query string, args []any, fn func
 
 func (s *Store) indexDir() string { return s.cfg.Dir + "/index" }
 
+// misplaced says that the index points at a record the log holds
+// elsewhere, or not at all.
+type misplaced struct{ error }
+
+func (m misplaced) Unwrap() error { return m.error }
+
 // readEntry reads the record of seq at off of its segment.
 func (s *Store) readEntry(segs []*segment, seq, off int64) (*trail.Entry, error) {
 	g := segmentFor(segs, seq)
 	if g < 0 || seq >= s.size.Load() {
-		return nil, fmt.Errorf("seq %d is not in the log", seq)
+		return nil, misplaced{fmt.Errorf("seq %d is not in the log", seq)}
 	}
 	fr, _, err := segs[g].readFrame(off)
+	if err != nil && !errors.Is(err, errChecksum) {
+		return nil, misplaced{err} // an offset that is not a frame's
+	}
 	if err != nil {
 		return nil, err
 	}
 	if fr.seal || fr.seq != seq {
-		return nil, fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].path, off, seq, describe(fr))
+		return nil, misplaced{fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].path, off, seq, describe(fr))}
 	}
 	return fr.entry()
 }
 
 // Scan calls fn for the entries of log with from <= seq < to, in seq
-// order, reading the segments in sequence.
+// order, reading the segments in sequence. A record whose frame fails its
+// checksum is skipped, as trail.Reader allows for a missing seq, so that
+// verification names it; damage that hides where the next frame begins is
+// an error naming the segment and offset.
 func (s *Store) Scan(ctx context.Context, log string, from, to int64, fn func(*trail.Entry) error) error {
 	to = min(to, s.size.Load())
 	if log != s.log || from >= to {
@@ -145,8 +161,9 @@ func (s *Store) Scan(ctx context.Context, log string, from, to int64, fn func(*t
 	if err != nil {
 		return fmt.Errorf("seglog: scan %s [%d, %d): %w", log, from, to, err)
 	}
-	for seq := from; seq < to; seq++ {
-		if seq%1024 == 0 {
+	c.skipDamaged = true
+	for c.next < to {
+		if c.next%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -154,6 +171,9 @@ func (s *Store) Scan(ctx context.Context, log string, from, to int64, fn func(*t
 		fr, _, _, err := c.read()
 		if err != nil {
 			return fmt.Errorf("seglog: scan %s [%d, %d): %w", log, from, to, err)
+		}
+		if fr.seq >= to {
+			return nil
 		}
 		e, err := fr.entry()
 		if err != nil {
