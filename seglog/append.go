@@ -80,6 +80,9 @@ const maxTail = 200000
 // producers.
 func (s *Store) backpressure(ctx context.Context) error {
 	for s.tail.len() >= maxTail {
+		if err := s.IndexErr(); err != nil {
+			return fmt.Errorf("seglog: append: %d records wait for the indexer, which fails: %w: %v", s.tail.len(), trail.ErrUnavailable, err)
+		}
 		select {
 		case s.flush <- struct{}{}:
 		default:

@@ -230,6 +230,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	if broken != nil {
 		return fmt.Errorf("seglog: ping: %w: %v", trail.ErrUnavailable, broken)
 	}
+	if err := s.IndexErr(); err != nil && s.tail.len() >= maxTail {
+		return fmt.Errorf("seglog: ping: %w: the indexer fails: %v", trail.ErrUnavailable, err)
+	}
 	if err := s.state.ping(ctx); err != nil {
 		return fmt.Errorf("seglog: ping: %w: %v", trail.ErrUnavailable, err)
 	}
