@@ -12,13 +12,17 @@ import (
 	"github.com/trail-audit/trail"
 )
 
+// bulkRebuild is how many unindexed records make catchUp rebuild the
+// secondary indexes after loading the rows rather than as it goes.
+var bulkRebuild int64 = 50000
+
 // indexBatch is the most records the indexer writes in one transaction.
 const indexBatch = 20000
 
 // catchUp indexes the records past the watermark, reading them from the
 // segments. If the index disagrees with the log where the watermark
 // says it ends, it is dropped and rebuilt from seq 0.
-func (s *Store) catchUp() error {
+func (s *Store) catchUp() (err error) {
 	size := s.size.Load()
 	if s.ix.watermark >= size {
 		return nil
@@ -33,6 +37,18 @@ func (s *Store) catchUp() error {
 		}
 	}
 	ctx := context.Background()
+	if bulk := size-s.ix.watermark >= bulkRebuild; bulk {
+		// Until the indexes are back, reads that need them are slow, not
+		// wrong; a crash meanwhile recreates them at the next open.
+		if err := s.ix.dropIndexes(ctx); err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
+		defer func() {
+			if ierr := s.ix.createIndexes(ctx); ierr != nil && err == nil {
+				err = fmt.Errorf("index: %w", ierr)
+			}
+		}()
+	}
 	var entries []*trail.Entry
 	var offs []int64
 	for seq := s.ix.watermark; seq < size; seq++ {

@@ -112,6 +112,24 @@ func TestRebuildIndex(t *testing.T) {
 	}
 }
 
+// TestBulkRebuild rebuilds a deleted index the way a large rebuild does:
+// rows first, then the index entries.
+func TestBulkRebuild(t *testing.T) {
+	defer seglog.SetBulkRebuild(seglog.SetBulkRebuild(10))
+	dir := t.TempDir()
+	all := fill(t, dir, 80)
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	s := reopen(t, dir)
+	wantAll(t, s, all)
+	var n int
+	db := openRaw(t, filepath.Join(dir, "index", "index.db"))
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'records_%'").Scan(&n); err != nil || n != 4 {
+		t.Fatalf("indexes after a bulk rebuild: got %d, %v; want 4", n, err)
+	}
+}
+
 // TestCatchUp loses the index's last batches, as a crash before the
 // indexer ran does: open re-indexes past the watermark.
 func TestCatchUp(t *testing.T) {
