@@ -22,34 +22,73 @@ import (
 // that were appended after it was taken.
 func (s *Store) List(ctx context.Context, f *trail.Filter) ([]*trail.Entry, error) {
 	start, tl := s.tail.snapshot()
-	var out []*trail.Entry
+	var keys []listKey
 	q, args, ok, err := s.listQuery(ctx, f, start)
+	if err == nil && ok {
+		keys, err = s.listKeys(ctx, q, args)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seglog: list: %w", err)
 	}
-	if ok {
-		err = s.indexRows(ctx, q, args, func(e *trail.Entry, _ int64) { out = append(out, e) })
-		if err != nil {
-			return nil, fmt.Errorf("seglog: list: %w", err)
-		}
-	}
+	var tail []*trail.Entry
 	for _, te := range tl {
 		if s.matches(f, te.e) {
-			c := *te.e
-			out = append(out, &c)
+			tail = append(tail, te.e)
 		}
 	}
-	slices.SortFunc(out, func(a, b *trail.Entry) int {
-		c := cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Seq, b.Seq))
+	order := func(t1, s1, t2, s2 int64) int {
+		c := cmp.Or(cmp.Compare(t1, t2), cmp.Compare(s1, s2))
 		if f.Desc {
 			return -c
 		}
 		return c
-	})
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[:f.Limit]
+	}
+	slices.SortFunc(tail, func(a, b *trail.Entry) int { return order(a.Time.UnixNano(), a.Seq, b.Time.UnixNano(), b.Seq) })
+
+	// Merge the two ordered lists, reading a record from the log only
+	// when it is taken, up to the limit and Filter.MaxBytes.
+	var out []*trail.Entry
+	var size int64
+	segs := s.segments()
+	for i, j := 0, 0; (f.Limit <= 0 || len(out) < f.Limit) && (i < len(keys) || j < len(tail)); {
+		var e *trail.Entry
+		if j == len(tail) || i < len(keys) && order(keys[i].time, keys[i].seq, tail[j].Time.UnixNano(), tail[j].Seq) < 0 {
+			if e, err = s.checkedEntry(segs, keys[i].seq, keys[i].off, keys[i].idh); err != nil {
+				return nil, fmt.Errorf("seglog: list: %w", err)
+			}
+			i++
+		} else {
+			c := *tail[j]
+			e = &c
+			j++
+		}
+		out = append(out, e)
+		if size += int64(len(e.Bytes)); f.MaxBytes > 0 && size >= f.MaxBytes {
+			break
+		}
 	}
 	return out, nil
+}
+
+// A listKey is an index row that List may take.
+type listKey struct{ seq, off, idh, time int64 }
+
+// listKeys runs List's index query.
+func (s *Store) listKeys(ctx context.Context, q string, args []any) ([]listKey, error) {
+	rows, err := s.ix.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []listKey
+	for rows.Next() {
+		var k listKey
+		if err := rows.Scan(&k.seq, &k.off, &k.idh, &k.time); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
 }
 
 // matches reports whether e, of the store's log, passes f.
@@ -122,7 +161,7 @@ func (s *Store) listQuery(ctx context.Context, f *trail.Filter, before int64) (q
 	if f.Desc {
 		order = " ORDER BY time DESC, seq DESC"
 	}
-	q = "SELECT seq, off, idh FROM records WHERE " + strings.Join(where, " AND ") + order
+	q = "SELECT seq, off, idh, time FROM records WHERE " + strings.Join(where, " AND ") + order
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
 	}

@@ -104,19 +104,26 @@ func (s *Store) indexRows(ctx context.Context, query string, args []any, fn func
 		if err := rows.Scan(&seq, &off, &idh); err != nil {
 			return err
 		}
-		e, err := s.readEntry(segs, seq, off)
-		if err == nil && idHash(e.ID) != idh {
-			err = misplaced{fmt.Errorf("the record of seq %d has id %q, which the index does not", seq, e.ID)}
-		}
-		if errors.As(err, new(misplaced)) {
-			return fmt.Errorf("%w: "+errDisagrees, err, s.indexDir())
-		}
+		e, err := s.checkedEntry(segs, seq, off, idh)
 		if err != nil {
-			return err // damage in the log itself, which names it
+			return err
 		}
 		fn(e, idh)
 	}
 	return rows.Err()
+}
+
+// checkedEntry reads the record of an index row and checks that it is the
+// row's: the same seq, and an id of the row's hash.
+func (s *Store) checkedEntry(segs []*segment, seq, off, idh int64) (*trail.Entry, error) {
+	e, err := s.readEntry(segs, seq, off)
+	if err == nil && idHash(e.ID) != idh {
+		err = misplaced{fmt.Errorf("the record of seq %d has id %q, which the index does not", seq, e.ID)}
+	}
+	if errors.As(err, new(misplaced)) {
+		return nil, fmt.Errorf("%w: "+errDisagrees, err, s.indexDir())
+	}
+	return e, err // damage in the log itself names itself
 }
 
 func (s *Store) indexDir() string { return s.cfg.Dir + "/index" }
