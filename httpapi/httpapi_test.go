@@ -63,7 +63,7 @@ func MustOpenServer(tb testing.TB, cfg serverConfig) *testServer {
 }
 
 // backends are the stores the HTTP behaviour must be the same on.
-var backends = []string{"sqlite", "mongo"}
+var backends = []string{"sqlite", "seglog", "mongo"}
 
 // forEachBackend runs f as a subtest on each backend.
 func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {

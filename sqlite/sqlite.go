@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/internal/sqlkeys"
 )
 
 // Config configures a Store.
@@ -247,7 +248,7 @@ func (s *Store) init(ctx context.Context) (err error) {
 			s.wc.ExecContext(ctx, "ROLLBACK")
 		}
 	}()
-	if _, err := s.wc.ExecContext(ctx, schema+keysSchema); err != nil {
+	if _, err := s.wc.ExecContext(ctx, schema+sqlkeys.Schema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	var log string

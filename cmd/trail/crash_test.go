@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/client"
+	"github.com/trail-audit/trail/internal/testserver"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -315,4 +319,64 @@ func isConnError(cause string) bool {
 		return true
 	}
 	return false
+}
+
+// TestKill9Loop kills the server with SIGKILL 20 times in one run, on
+// segments of 32 KiB, so that kills land during segment rolls; every
+// fourth round also drops the index and kills a server while it rebuilds
+// the index at start-up. After each restart every acknowledged event must
+// read back byte-identical, and the log must be dense.
+func TestKill9Loop(t *testing.T) {
+	data := t.TempDir()
+	args := []string{"--segment-size", "32KiB"}
+	l := newLoad()
+	rng := rand.New(rand.NewPCG(7, 11))
+	const rounds = 20
+	for round := range rounds {
+		if round%4 == 3 {
+			if err := os.RemoveAll(filepath.Join(data, "index")); err != nil {
+				t.Fatal(err)
+			}
+			killDuringStart(t, data, time.Duration(rng.IntN(40))*time.Millisecond, args...)
+		}
+		p := MustStartServe(t, data, args...)
+		c := client.New(p.URL)
+		l.checkAcked(t, c)
+		checkDense(t, c)
+		stop := make(chan struct{})
+		wait := l.run(p.URL, 8, stop)
+		l.waitAcked(t, l.nAcked.Load()+200+int64(rng.IntN(400)))
+		p.Stop(t, syscall.SIGKILL)
+		if !exitedBySignal(p) {
+			t.Fatalf("round %d: the server exited by itself: %v", round, p.err)
+		}
+		close(stop)
+		wait()
+	}
+	p := MustStartServe(t, data, args...)
+	c := client.New(p.URL)
+	l.checkAcked(t, c)
+	stored := checkDense(t, c)
+	for id := range l.acked {
+		if !stored[id] {
+			t.Fatalf("acknowledged id %s is not in the log", id)
+		}
+	}
+	segs, _ := filepath.Glob(filepath.Join(data, "log", "*.seg"))
+	t.Logf("%d rounds: %d events acknowledged, %d records in %d segments", rounds, len(l.acked), len(stored), len(segs))
+}
+
+// killDuringStart starts trail serve on data and kills it after d, which
+// may be before it listens: while it recovers the log or rebuilds the index.
+func killDuringStart(t *testing.T, data string, d time.Duration, args ...string) {
+	t.Helper()
+	cmd := exec.Command(testserver.TrailBinary(t), append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--log-format", "json"}, args...)...)
+	cmd.Env = testserver.ChildEnv()
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d)
+	cmd.Process.Kill()
+	cmd.Wait()
 }

@@ -87,7 +87,7 @@ Usage:
 
 Commands:
 
-	serve     run the service (embedded SQLite store, or MongoDB)
+	serve     run the service (embedded store, or MongoDB)
 	push      send events (JSON arguments, or NDJSON / a JSON array on stdin)
 	get       print records by id, verbatim
 	tail      print the latest records, and follow new ones
@@ -96,6 +96,7 @@ Commands:
 	verify    check a log against its signed checkpoints
 	keygen    create the checkpoint signing key; print its verifier key
 	keys      create, list and revoke API keys
+	migrate   convert a data directory of the SQLite layout (trail.db)
 	version   print the version
 
 Run "trail <command> -h" for a command's flags. Every flag can also be set
@@ -129,6 +130,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.runKeygen(ctx, args)
 	case "keys":
 		return c.runKeys(ctx, args)
+	case "migrate":
+		return c.runMigrate(ctx, args)
 	case "version":
 		fmt.Fprintln(c.stdout, versionString())
 		return nil

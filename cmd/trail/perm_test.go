@@ -29,8 +29,8 @@ func TestServeDataPermissions(t *testing.T) {
 	if code != exitError || !strings.Contains(stderr, "writable by group or others") || !strings.Contains(stderr, "chmod go-w "+data) {
 		t.Fatalf("serve on a 0777 data directory: got exit code %d, stderr %q; want %d and advice to chmod go-w", code, stderr, exitError)
 	}
-	if _, err := os.Stat(filepath.Join(data, "trail.db")); !os.IsNotExist(err) {
-		t.Fatalf("trail.db in the refused directory: got %v, want it not created", err)
+	if des, err := os.ReadDir(data); err != nil || len(des) != 0 {
+		t.Fatalf("the refused directory: got %d entries, %v; want it empty", len(des), err)
 	}
 
 	if err := os.Chmod(data, 0o755); err != nil {
@@ -38,7 +38,7 @@ func TestServeDataPermissions(t *testing.T) {
 	}
 	p := MustStartServe(t, data)
 	testserver.PostNDJSON(t, p.URL, testserver.Payments(1, 3)...)
-	for _, name := range []string{"trail.db", "trail.db-wal", "trail.db-shm", "trail.key"} {
+	for _, name := range []string{"state.db", "state.db-wal", "log/00000000000000000000.seg", "index/index.db", "index/index.db-wal", "trail.key"} {
 		fi, err := os.Stat(filepath.Join(data, name))
 		if err != nil {
 			t.Fatal(err)

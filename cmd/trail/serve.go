@@ -22,6 +22,7 @@ type serveConfig struct {
 	data               string
 	store              string
 	storeFile          string // holds the store URI, instead of --store
+	segmentSize        byteSize
 	log                string
 	logSet             bool // --log given: with MongoDB, the log name prefix
 	origin             string
@@ -48,7 +49,8 @@ type serveConfig struct {
 
 const serveAbout = `Serve runs the trail service: the HTTP API of docs/API.md, and on the same
 port its gRPC services (gRPC over HTTP/2, h2c without TLS; gRPC-Web;
-Connect), over an embedded SQLite store in --data (the default), or over
+Connect), over the embedded log-structured store in --data (the default),
+over the SQLite store of earlier versions (--store sqlite), or over
 MongoDB (--store mongodb://...).
 It prints "listening on http://HOST:PORT" once it accepts connections
 (https:// with --tls-cert; SIGHUP then reloads the certificate).
@@ -64,7 +66,9 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs := newFlagSet("serve", "[flags]", serveAbout, c.stderr)
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "`address` to listen on (host:port; port 0 picks a free one)")
 	fs.StringVar(&cfg.data, "data", "./data", "`directory` for the embedded store and the signing key (created 0700)")
-	fs.StringVar(&cfg.store, "store", "embedded", "`store`: \"embedded\" (SQLite in --data) or a MongoDB URI, mongodb://host/db")
+	fs.StringVar(&cfg.store, "store", "embedded", "`store`: \"embedded\" (segments in --data), \"sqlite\" (the earlier embedded store, --data/trail.db) or a MongoDB URI, mongodb://host/db")
+	cfg.segmentSize = 64 << 20
+	fs.Var(&cfg.segmentSize, "segment-size", "embedded store: the `size` at which a log segment is sealed and the next begun")
 	fs.StringVar(&cfg.storeFile, "store-file", "", "`file` holding the MongoDB URI, instead of --store, so that its password is not on the command line")
 	fs.StringVar(&cfg.log, "log", "main", "`name` of the log the embedded store appends to; with MongoDB, if set, the prefix of the logs' names (there \"log\": log-1, log-2, ...)")
 	fs.StringVar(&cfg.origin, "origin", "trail.local", "checkpoint origin prefix and signing key `name` (origin is PREFIX/LOG)")
@@ -113,7 +117,7 @@ func (cfg *serveConfig) validate() error {
 		{"max-event-bytes", int64(cfg.maxEventBytes)}, {"max-request-bytes", int64(cfg.maxRequestBytes)},
 		{"max-batch-events", int64(cfg.maxBatchEvents)},
 		{"checkpoint-interval", int64(cfg.checkpointInterval)}, {"lease-ttl", int64(cfg.leaseTTL)},
-		{"shutdown-timeout", int64(cfg.shutdownTimeout)},
+		{"shutdown-timeout", int64(cfg.shutdownTimeout)}, {"segment-size", int64(cfg.segmentSize)},
 	} {
 		if err := positive(n.name, n.v); err != nil {
 			return err
@@ -136,8 +140,8 @@ func (cfg *serveConfig) validateStore() error {
 	if err := cfg.readStoreFile(); err != nil {
 		return err
 	}
-	if cfg.store != "embedded" && !isMongoURI(cfg.store) {
-		return usageError{fmt.Errorf(`--store must be "embedded" or a MongoDB URI such as mongodb://localhost:27017/trail, not %q`, cfg.store)}
+	if cfg.store != "embedded" && cfg.store != "sqlite" && !isMongoURI(cfg.store) {
+		return usageError{fmt.Errorf(`--store must be "embedded", "sqlite" or a MongoDB URI such as mongodb://localhost:27017/trail, not %q`, cfg.store)}
 	}
 	if cfg.log == "" || cfg.origin == "" {
 		return usageError{errors.New("--log and --origin must not be empty")}

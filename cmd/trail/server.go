@@ -19,6 +19,7 @@ import (
 	"github.com/trail-audit/trail/internal/node"
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/mongo"
+	"github.com/trail-audit/trail/seglog"
 	"github.com/trail-audit/trail/sqlite"
 	"github.com/trail-audit/trail/ui"
 )
@@ -246,16 +247,38 @@ func openStore(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (trai
 	if err != nil {
 		return nil, nil, err
 	}
-	path := filepath.Join(cfg.data, "trail.db")
-	s, err := sqlite.Open(sqlite.Config{Path: path, Log: cfg.log})
+	s, err := openEmbedded(cfg)
 	if err != nil {
 		unlock()
-		return nil, nil, fmt.Errorf("serve: open embedded store %s: %w", path, err)
+		return nil, nil, err
 	}
 	return s, func() error {
 		defer unlock()
 		return s.Close()
 	}, nil
+}
+
+// openEmbedded opens the embedded store in cfg.data: the log-structured
+// store, or with --store sqlite the SQLite file of earlier versions. A
+// directory of the SQLite layout is not opened as the new store: it must be
+// migrated first, and the error says how.
+func openEmbedded(cfg *serveConfig) (trail.Store, error) {
+	if cfg.store == "sqlite" {
+		path := filepath.Join(cfg.data, seglog.LegacyFile)
+		s, err := sqlite.Open(sqlite.Config{Path: path, Log: cfg.log})
+		if err != nil {
+			return nil, fmt.Errorf("serve: open embedded store %s: %w", path, err)
+		}
+		return s, nil
+	}
+	s, err := seglog.Open(seglog.Config{Dir: cfg.data, Log: cfg.log, SegmentBytes: int64(cfg.segmentSize)})
+	if errors.Is(err, seglog.ErrLegacy) {
+		return nil, fmt.Errorf("serve: %s holds a store of the SQLite layout of earlier versions (%s); convert it with `trail migrate --data %s`, or keep serving it with --store sqlite", cfg.data, seglog.LegacyFile, cfg.data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("serve: open embedded store in %s: %w", cfg.data, err)
+	}
+	return s, nil
 }
 
 // serveDebug serves net/http/pprof on addr, on a listener of its own so

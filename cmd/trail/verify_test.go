@@ -16,6 +16,7 @@ import (
 	"github.com/trail-audit/trail"
 	"github.com/trail-audit/trail/internal/testserver"
 	"github.com/trail-audit/trail/merkle"
+	"github.com/trail-audit/trail/seglog"
 	"github.com/trail-audit/trail/sqlite"
 )
 
@@ -25,6 +26,9 @@ func runCLI(args ...string) (int, string) {
 	return code, out + errOut
 }
 
+// TestVerifyDetectsTampering edits the SQLite store of earlier versions
+// (--store sqlite) with SQL; TestVerifySegmentTampering does the same to
+// the default store's segments.
 func TestVerifyDetectsTampering(t *testing.T) {
 	const n = 40
 	for _, tt := range []struct {
@@ -44,13 +48,13 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			srv := MustStartServe(t, dir, "--checkpoint-interval", "50ms")
+			srv := MustStartServe(t, dir, "--store", "sqlite", "--checkpoint-interval", "50ms")
 			testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, n)...)
 			if code := srv.Stop(t, syscall.SIGTERM); code != 0 { // a final checkpoint covers all n
 				t.Fatalf("trail serve exited %d", code)
 			}
 			testserver.TamperSQLite(t, filepath.Join(dir, "trail.db"), tt.sql...)
-			srv = MustStartServe(t, dir, "--checkpoint-interval", "50ms")
+			srv = MustStartServe(t, dir, "--store", "sqlite", "--checkpoint-interval", "50ms")
 			state := filepath.Join(t.TempDir(), "state.json")
 			code, out := runCLI("verify", "--url", srv.URL, "--key-file", filepath.Join(dir, "trail.key"), "--state", state, "--wait", "1s")
 			if tt.want == "" {
@@ -80,20 +84,67 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 }
 
-// TestForgedAppend inserts a well-formed record, with correct Merkle
-// hashes, straight into the store of a running server. No checkpoint will
-// ever cover it, and the server refuses writes when it meets it.
+// TestForgedAppend appends a well-formed record, with correct Merkle
+// hashes, straight into the store of a running server, as trail's own code
+// would. The server refuses writes when it meets the forged seq, and no
+// checkpoint will ever cover the record. The SQLite store shows the record
+// to the running server at once; the segments show it at the next start.
 func TestForgedAppend(t *testing.T) {
-	dir := t.TempDir()
-	srv := MustStartServe(t, dir, "--checkpoint-interval", "50ms")
-	testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, 10)...)
-	testserver.WaitCheckpoint(t, srv.URL, "", 10)
+	for _, engine := range []string{"embedded", "sqlite"} {
+		t.Run(engine, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := MustStartServe(t, dir, "--store", engine, "--checkpoint-interval", "50ms")
+			testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, 10)...)
+			testserver.WaitCheckpoint(t, srv.URL, "", 10)
+			size := forge(t, dir, engine)
 
-	// The forger uses trail's own code to make a perfect record.
-	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
+			// The server meets the forged seq on its next write and
+			// stops writing.
+			resp, err := http.Post(srv.URL+"/logs", "application/json", strings.NewReader(`{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("POST after forgery: got %d, want 503", resp.StatusCode)
+			}
+			resp, err = http.Get(srv.URL + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "another process wrote to the log") {
+				t.Fatalf("readyz after forgery: got %d %s", resp.StatusCode, body)
+			}
+			if engine == "embedded" {
+				srv.Stop(t, syscall.SIGKILL)
+				srv = MustStartServe(t, dir, "--store", engine, "--checkpoint-interval", "1h")
+			}
+			code, out := runCLI("verify", "--url", srv.URL, "--key-file", filepath.Join(dir, "trail.key"), "--state", filepath.Join(t.TempDir(), "s.json"), "--wait", "500ms")
+			want := fmt.Sprintf("seq %d: stored but not covered by any signed checkpoint", size)
+			if code != 1 || !strings.Contains(out, want) {
+				t.Fatalf("verify: exit %d, want 1 and %q; output:\n%s", code, want, out)
+			}
+		})
+	}
+}
+
+// forge appends a record to the store in dir with trail's own code, while
+// its server runs, and returns the record's seq.
+func forge(t *testing.T, dir, engine string) int64 {
+	t.Helper()
+	var st trail.Store
+	var err error
+	if engine == "sqlite" {
+		st, err = sqlite.Open(sqlite.Config{Path: filepath.Join(dir, "trail.db"), Log: "main"})
+	} else {
+		st, err = seglog.Open(seglog.Config{Dir: dir, Log: "main"})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	ctx := context.Background()
 	h, _ := st.Head(ctx)
 	e, _ := trail.ParseEvent([]byte(`{"action":"account.suspended","actor":{"id":"mallory"},"source":{"service":"admin"}}`), trail.DefaultLimits)
@@ -106,32 +157,7 @@ func TestForgedAppend(t *testing.T) {
 	if err := st.Append(ctx, []*trail.Entry{entry}); err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
-
-	code, out := runCLI("verify", "--url", srv.URL, "--key-file", filepath.Join(dir, "trail.key"), "--state", filepath.Join(t.TempDir(), "s.json"), "--wait", "500ms")
-	want := fmt.Sprintf("seq %d: stored but not covered by any signed checkpoint", h.Size)
-	if code != 1 || !strings.Contains(out, want) {
-		t.Fatalf("verify: exit %d, want 1 and %q; output:\n%s", code, want, out)
-	}
-
-	// The server meets the forged seq on its next write and stops writing.
-	resp, err := http.Post(srv.URL+"/logs", "application/json", strings.NewReader(`{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("POST after forgery: got %d, want 503", resp.StatusCode)
-	}
-	resp, err = http.Get(srv.URL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "another process wrote to the log") {
-		t.Fatalf("readyz after forgery: got %d %s", resp.StatusCode, body)
-	}
+	return h.Size
 }
 
 // TestKeygen creates a key for a server to use, and checks that the

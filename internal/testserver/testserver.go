@@ -21,6 +21,7 @@ import (
 	"github.com/trail-audit/trail/internal/testmongo"
 	"github.com/trail-audit/trail/merkle"
 	"github.com/trail-audit/trail/mongo"
+	"github.com/trail-audit/trail/seglog"
 	"github.com/trail-audit/trail/sqlite"
 	"github.com/trail-audit/trail/tail"
 	"github.com/trail-audit/trail/ui"
@@ -33,7 +34,7 @@ const Origin = "trail.test"
 // Config varies the test server. The zero Config is a signing server over
 // SQLite.
 type Config struct {
-	Backend            string           // "sqlite" (default) or "mongo"
+	Backend            string           // "sqlite" (default), "seglog" or "mongo"
 	Limits             trail.Limits     // per request; zero fields take the defaults
 	Memory             httpapi.Memory   // zero fields take the defaults
 	CheckpointInterval time.Duration    // default 5ms
@@ -160,6 +161,12 @@ func mustOpenStore(tb testing.TB, dir string, cfg Config) (st trail.Store, path,
 			tb.Fatalf("open sqlite store: %v", err)
 		}
 		return st, path, ""
+	case "seglog":
+		st, err := seglog.Open(seglog.Config{Dir: dir})
+		if err != nil {
+			tb.Fatalf("open seglog store: %v", err)
+		}
+		return st, "", ""
 	case "mongo":
 		uri = cfg.URI
 		if uri == "" {

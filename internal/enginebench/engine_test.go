@@ -1,0 +1,103 @@
+package enginebench
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/seglog"
+	"github.com/trail-audit/trail/sqlite"
+	"github.com/trail-audit/trail/storetest"
+)
+
+// events returns n events of about 600 bytes as stored, with every field
+// the indexes hold.
+func events(n int) []*trail.Event {
+	out := make([]*trail.Event, n)
+	for i := range out {
+		tm := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+		out[i] = &trail.Event{
+			Time:      &tm,
+			Tenant:    fmt.Sprintf("tenant-%d", i%50),
+			Actor:     trail.Actor{ID: fmt.Sprintf("user-%d", i%5000), Type: "user", Name: "Some Body", IP: "10.1.2.3"},
+			Action:    []string{"account.created", "account.suspended", "invoice.paid", "user.login"}[i%4],
+			Target:    &trail.Target{ID: fmt.Sprintf("acct-%d", i%20000), Type: "account"},
+			Source:    trail.Source{Service: "billing", Host: "billing-7f9c"},
+			Outcome:   trail.OutcomeSuccess,
+			RequestID: fmt.Sprintf("req-%016x", i),
+			Data:      json.RawMessage(fmt.Sprintf(`{"plan":"pro","amount_cents":%d,"currency":"EUR","reason":"scheduled renewal","note":"%0200d"}`, i, i)),
+		}
+	}
+	return out
+}
+
+// BenchmarkAppend measures durable appends of batches of 1000, 100 and 1
+// events on each embedded store. cpu-µs/event counts every thread of the
+// process during Append; for seglog, index-cpu-µs/event is the CPU its
+// indexer then takes to index the same records, off the acknowledgement
+// path (its interval is set long, so that it runs only at the end).
+func BenchmarkAppend(b *testing.B) {
+	for _, batch := range []int{1000, 100, 1} {
+		for _, engine := range []string{"sqlite", "seglog"} {
+			b.Run(fmt.Sprintf("batch=%d/%s", batch, engine), func(b *testing.B) { benchAppend(b, engine, batch) })
+		}
+	}
+}
+
+func benchAppend(b *testing.B, engine string, batch int) {
+	var s trail.Store
+	var err error
+	if engine == "sqlite" {
+		s, err = sqlite.Open(sqlite.Config{Path: filepath.Join(b.TempDir(), "trail.db")})
+	} else {
+		s, err = seglog.Open(seglog.Config{Dir: b.TempDir(), IndexInterval: time.Hour})
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	bl := storetest.NewBuilder(map[string]string{"sqlite": sqlite.DefaultLog, "seglog": seglog.DefaultLog}[engine])
+	bl.NewID = func() string { return uuid.Must(uuid.NewV7()).String() }
+	evs := events(batch)
+	var bytesPerEvent int
+	var cpu time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		entries := bl.Entries(b, evs...)
+		bytesPerEvent = len(entries[0].Bytes)
+		c := cpuTime()
+		b.StartTimer()
+		if err := s.Append(b.Context(), entries); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		cpu += cpuTime() - c
+		b.StartTimer()
+	}
+	n := float64(b.N * batch)
+	b.ReportMetric(n/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/event")
+	b.ReportMetric(float64(bytesPerEvent), "B/event")
+	if sl, ok := s.(*seglog.Store); ok {
+		b.StopTimer()
+		c := cpuTime()
+		if err := sl.WaitIndexed(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64((cpuTime()-c).Microseconds())/n, "index-cpu-µs/event")
+	}
+}
+
+// cpuTime returns the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

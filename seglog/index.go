@@ -1,0 +1,359 @@
+package seglog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/trail-audit/trail"
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+)
+
+// The index is one row per record, keyed by seq, with its strings
+// dictionary-encoded, and the offset of its frame. The id index holds a
+// 64-bit hash of the id, not the id: reads check the id against the record
+// bytes, which keeps the id index exact and small and turns an index that
+// disagrees with the log into an error rather than a wrong answer.
+// dict row 0 is the empty string, which every absent field refers to.
+const indexSchema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dict (
+	id INTEGER PRIMARY KEY,
+	s  TEXT NOT NULL UNIQUE
+) STRICT;
+INSERT OR IGNORE INTO dict (id, s) VALUES (0, '');
+CREATE TABLE IF NOT EXISTS records (
+	seq         INTEGER PRIMARY KEY,
+	idh         INTEGER NOT NULL,
+	time        INTEGER NOT NULL,
+	off         INTEGER NOT NULL,
+	tenant      INTEGER NOT NULL,
+	actor       INTEGER NOT NULL,
+	actor_type  INTEGER NOT NULL,
+	action      INTEGER NOT NULL,
+	target      INTEGER NOT NULL,
+	target_type INTEGER NOT NULL,
+	source      INTEGER NOT NULL,
+	outcome     INTEGER NOT NULL
+) STRICT;
+` + secondaryIndexes
+
+// secondaryIndexes are the index entries of each row. A full rebuild drops
+// them, loads the rows and creates them again, which sorts once instead of
+// inserting row by row.
+const secondaryIndexes = `
+CREATE INDEX IF NOT EXISTS records_idh ON records (idh);
+CREATE INDEX IF NOT EXISTS records_time ON records (time);
+CREATE INDEX IF NOT EXISTS records_tenant ON records (tenant, time);
+CREATE INDEX IF NOT EXISTS records_actor ON records (actor, time);
+`
+
+// dropIndexes drops the secondary indexes, for a bulk load.
+func (ix *index) dropIndexes(ctx context.Context) error {
+	_, err := ix.wc.ExecContext(ctx, "DROP INDEX IF EXISTS records_idh; DROP INDEX IF EXISTS records_time; DROP INDEX IF EXISTS records_tenant; DROP INDEX IF EXISTS records_actor;")
+	return err
+}
+
+// createIndexes creates the secondary indexes after a bulk load.
+func (ix *index) createIndexes(ctx context.Context) error {
+	_, err := ix.wc.ExecContext(ctx, secondaryIndexes)
+	return err
+}
+
+// indexVersion names the schema; an index of another version is rebuilt.
+const indexVersion = "2"
+
+// index is the derived index file. Its writer connection belongs to the
+// indexer (and to Open's catch-up before it).
+type index struct {
+	path      string
+	w         *sql.DB
+	wc        *sql.Conn
+	r         *sql.DB
+	watermark int64
+	dict      map[string]int64
+	stmts     map[string]*sql.Stmt
+	args      []any
+}
+
+// openIndex opens the index in dir. An index that cannot be opened, is of
+// another log or version, or claims more records than the log holds is
+// removed and begun anew: it is derived, and Open rebuilds it.
+func openIndex(dir, log string, size int64) (*index, error) {
+	ix, err := tryOpenIndex(dir, log, size)
+	if err == nil {
+		return ix, nil
+	}
+	if rerr := os.RemoveAll(dir); rerr != nil {
+		return nil, fmt.Errorf("%w; and removing it to rebuild: %v", err, rerr)
+	}
+	return tryOpenIndex(dir, log, size)
+}
+
+func tryOpenIndex(dir, log string, size int64) (*index, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "index.db")
+	// SQLite would create the file, and its -wal, 0644: records are not
+	// for every local user to read.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	ix := &index{path: path, dict: make(map[string]int64), stmts: make(map[string]*sql.Stmt)}
+	if ix.w, err = sql.Open("sqlite", indexDSN(path, false)); err != nil {
+		return nil, err
+	}
+	ix.w.SetMaxOpenConns(1)
+	ctx := context.Background()
+	if ix.wc, err = ix.w.Conn(ctx); err != nil {
+		ix.close()
+		return nil, err
+	}
+	if err := ix.init(ctx, log, size); err != nil {
+		ix.close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if ix.r, err = sql.Open("sqlite", indexDSN(path, true)); err != nil {
+		ix.close()
+		return nil, err
+	}
+	ix.r.SetMaxOpenConns(8)
+	ix.r.SetMaxIdleConns(8)
+	return ix, nil
+}
+
+// indexDSN returns the driver's data source name. The index is unsynced:
+// it is rebuilt from the log whenever it is lost.
+func indexDSN(path string, read bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "temp_store(MEMORY)")
+	if read {
+		q.Add("_pragma", "query_only(ON)")
+		q.Add("_pragma", "cache_size(-8192)")
+	} else {
+		q.Add("_pragma", "synchronous(OFF)")
+		q.Add("_pragma", "cache_size(-65536)")
+		q.Add("_pragma", "wal_autocheckpoint(8192)")
+	}
+	return path + "?" + q.Encode()
+}
+
+func (ix *index) init(ctx context.Context, log string, size int64) error {
+	if _, err := ix.wc.ExecContext(ctx, "PRAGMA page_size = 8192"); err != nil {
+		return err
+	}
+	var mode string
+	if err := ix.wc.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return err
+	}
+	if _, err := ix.wc.ExecContext(ctx, indexSchema); err != nil {
+		return err
+	}
+	if _, err := ix.wc.ExecContext(ctx, "INSERT OR IGNORE INTO meta (key, value) VALUES ('log', ?), ('version', ?), ('watermark', '0')", log, indexVersion); err != nil {
+		return err
+	}
+	m := map[string]string{}
+	rows, err := ix.wc.QueryContext(ctx, "SELECT key, value FROM meta")
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return err
+		}
+		m[k] = v
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	if m["log"] != log || m["version"] != indexVersion {
+		return fmt.Errorf("the index is of log %q, version %s; want log %q, version %s", m["log"], m["version"], log, indexVersion)
+	}
+	if ix.watermark, err = strconv.ParseInt(m["watermark"], 10, 64); err != nil || ix.watermark > size || ix.watermark < 0 {
+		return fmt.Errorf("the index claims %s records; the log holds %d", m["watermark"], size)
+	}
+	return nil
+}
+
+func (ix *index) close() error {
+	var errs []error
+	for _, st := range ix.stmts {
+		errs = append(errs, st.Close())
+	}
+	if ix.r != nil {
+		errs = append(errs, ix.r.Close())
+	}
+	if ix.wc != nil {
+		errs = append(errs, ix.wc.Close())
+	}
+	if ix.w != nil {
+		errs = append(errs, ix.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// idHash is the id index's key of an id.
+func idHash(id string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return int64(h.Sum64())
+}
+
+// rowsPerInsert is how many rows one INSERT statement writes.
+const rowsPerInsert = 64
+
+// insert indexes entries, which follow the watermark, and moves the
+// watermark past them, in one unsynced transaction.
+func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int64) (err error) {
+	if _, err := ix.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			ix.wc.ExecContext(ctx, "ROLLBACK")
+			clear(ix.dict) // it may hold ids of the rolled-back rows
+		}
+	}()
+	for off := 0; off < len(entries); {
+		n := min(rowsPerInsert, len(entries)-off)
+		withSeq := entries[off].Seq == 0 // an empty table's next rowid is 1, not 0
+		if withSeq {
+			n = 1
+		}
+		if err := ix.insertRows(ctx, entries[off:off+n], offs[off:off+n], withSeq); err != nil {
+			return err
+		}
+		off += n
+	}
+	mark := entries[len(entries)-1].Seq + 1
+	if _, err := ix.wc.ExecContext(ctx, "UPDATE meta SET value = ? WHERE key = 'watermark'", strconv.FormatInt(mark, 10)); err != nil {
+		return err
+	}
+	if _, err := ix.wc.ExecContext(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	ix.watermark = mark
+	return nil
+}
+
+// insertRows inserts the rows of entries in one statement. Rows after seq
+// 0 are inserted without their seq: SQLite gives each the largest rowid
+// plus one, which is the seq, since the index holds seqs [0, watermark)
+// and only the indexer writes. Leaving the rowid to SQLite and INSERT OR
+// ROLLBACK let SQLite skip the statement journal of a multi-row INSERT (a
+// tenth of the indexer's CPU); the last rowid is checked against the seq.
+func (ix *index) insertRows(ctx context.Context, entries []*trail.Entry, offs []int64, withSeq bool) error {
+	row := "(?,?,?,?,?,?,?,?,?,?,?)"
+	cols := "idh, time, off, tenant, actor, actor_type, action, target, target_type, source, outcome"
+	if withSeq {
+		row, cols = "(?,?,?,?,?,?,?,?,?,?,?,?)", "seq, "+cols
+	}
+	st, err := ix.stmt(ctx, "INSERT OR ROLLBACK INTO records ("+cols+") VALUES "+strings.Repeat(row+", ", len(entries)-1)+row)
+	if err != nil {
+		return err
+	}
+	args := ix.args[:0]
+	for i, e := range entries {
+		tg := e.TargetOrZero()
+		if withSeq {
+			args = append(args, e.Seq)
+		}
+		args = append(args, idHash(e.ID), e.Time.UnixNano(), offs[i])
+		for _, v := range [...]string{e.Tenant, e.Actor.ID, e.Actor.Type, e.Action, tg.ID, tg.Type, e.Source.Service, e.Outcome} {
+			d, err := ix.dictID(ctx, v)
+			if err != nil {
+				return err
+			}
+			args = append(args, d)
+		}
+	}
+	ix.args = args
+	res, err := st.ExecContext(ctx, args...)
+	clear(args)
+	if err != nil {
+		return err
+	}
+	last, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	if want := entries[len(entries)-1].Seq; last != want {
+		return fmt.Errorf("indexed seq %d as row %d: the index does not end where its watermark says", want, last)
+	}
+	return nil
+}
+
+// maxDict bounds the dictionary cache.
+const maxDict = 1 << 18
+
+// dictID returns the dictionary id of v, adding v if need be.
+func (ix *index) dictID(ctx context.Context, v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if d, ok := ix.dict[v]; ok {
+		return d, nil
+	}
+	sel, err := ix.stmt(ctx, "SELECT id FROM dict WHERE s = ?")
+	if err != nil {
+		return 0, err
+	}
+	var d int64
+	err = sel.QueryRowContext(ctx, v).Scan(&d)
+	if errors.Is(err, sql.ErrNoRows) {
+		ins, err := ix.stmt(ctx, "INSERT INTO dict (s) VALUES (?)")
+		if err != nil {
+			return 0, err
+		}
+		res, err := ins.ExecContext(ctx, v)
+		if err != nil {
+			return 0, err
+		}
+		if d, err = res.LastInsertId(); err != nil {
+			return 0, err
+		}
+	} else if err != nil {
+		return 0, err
+	}
+	if len(ix.dict) >= maxDict {
+		clear(ix.dict)
+	}
+	ix.dict[v] = d
+	return d, nil
+}
+
+// stmt returns the writer's prepared statement of query.
+func (ix *index) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st := ix.stmts[query]; st != nil {
+		return st, nil
+	}
+	st, err := ix.wc.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %.40q: %w", query, err)
+	}
+	ix.stmts[query] = st
+	return st, nil
+}
+
+// offset returns the offset of seq's frame in its segment.
+func (ix *index) offset(seq int64) (int64, error) {
+	var off int64
+	err := ix.r.QueryRow("SELECT off FROM records WHERE seq = ?", seq).Scan(&off)
+	return off, err
+}

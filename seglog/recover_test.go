@@ -1,0 +1,295 @@
+package seglog_test
+
+import (
+	"bytes"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/seglog"
+	"github.com/trail-audit/trail/storetest"
+)
+
+// fill appends n events to a fresh store in dir, in batches of 7, with
+// segments of 4 KiB, closes it and returns the entries.
+func fill(t *testing.T, dir string, n int) []*trail.Entry {
+	t.Helper()
+	s, err := seglog.Open(seglog.Config{Dir: dir, SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := storetest.NewBuilder(seglog.DefaultLog)
+	var all []*trail.Entry
+	for len(all) < n {
+		all = append(all, storetest.Append(t, s, b, storetest.Events(min(7, n-len(all)))...)...)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// reopen opens the store in dir again, with the same segment size.
+func reopen(t *testing.T, dir string) *seglog.Store {
+	t.Helper()
+	return mustOpen(t, seglog.Config{Dir: dir, SegmentBytes: 4096})
+}
+
+// wantAll checks that s holds exactly all: Get, Lookup, Scan and List.
+func wantAll(t *testing.T, s *seglog.Store, all []*trail.Entry) {
+	t.Helper()
+	ctx := t.Context()
+	if h, _ := s.Head(ctx); h.Size != int64(len(all)) {
+		t.Fatalf("Head: got size %d, want %d", h.Size, len(all))
+	}
+	for _, want := range all {
+		got, err := s.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", want.ID, err)
+		}
+		if !bytes.Equal(got.Bytes, want.Bytes) || got.Digest != want.Digest || !slices.Equal(got.Hashes, want.Hashes) {
+			t.Fatalf("Get(%s): got seq %d %s, want seq %d %s", want.ID, got.Seq, got.Bytes, want.Seq, want.Bytes)
+		}
+	}
+	var n int
+	err := s.Scan(ctx, seglog.DefaultLog, 0, int64(len(all)), func(e *trail.Entry) error {
+		if !bytes.Equal(e.Bytes, all[n].Bytes) {
+			t.Fatalf("Scan: seq %d: got %s, want %s", e.Seq, e.Bytes, all[n].Bytes)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != len(all) {
+		t.Fatalf("Scan: got %d records, %v; want %d", n, err, len(all))
+	}
+	got, err := s.List(ctx, &trail.Filter{Actor: "user-3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int
+	for _, e := range all {
+		if e.Actor.ID == "user-3" {
+			want++
+		}
+	}
+	if len(got) != want {
+		t.Fatalf("List actor user-3: got %d records, want %d", len(got), want)
+	}
+}
+
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	all := fill(t, dir, 200)
+	segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
+	if len(segs) < 10 {
+		t.Fatalf("got %d segments, want at least 10 of 4 KiB", len(segs))
+	}
+	s := reopen(t, dir)
+	wantAll(t, s, all)
+	b := storetest.LoadBuilder(t, s, seglog.DefaultLog)
+	all = append(all, storetest.Append(t, s, b, storetest.Events(30)...)...)
+	wantAll(t, s, all)
+}
+
+// TestRebuildIndex deletes the index: the next open rebuilds it from the
+// segments, completely.
+func TestRebuildIndex(t *testing.T) {
+	dir := t.TempDir()
+	all := fill(t, dir, 150)
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	s := reopen(t, dir)
+	wantAll(t, s, all)
+	db := openRaw(t, filepath.Join(dir, "index", "index.db"))
+	var rows int
+	if err := db.QueryRow("SELECT count(*) FROM records").Scan(&rows); err != nil || rows != len(all) {
+		t.Fatalf("index rows after the rebuild: got %d, %v; want %d", rows, err, len(all))
+	}
+}
+
+// TestBulkRebuild rebuilds a deleted index the way a large rebuild does:
+// rows first, then the index entries.
+func TestBulkRebuild(t *testing.T) {
+	defer seglog.SetBulkRebuild(seglog.SetBulkRebuild(10))
+	dir := t.TempDir()
+	all := fill(t, dir, 80)
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	s := reopen(t, dir)
+	wantAll(t, s, all)
+	var n int
+	db := openRaw(t, filepath.Join(dir, "index", "index.db"))
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'records_%'").Scan(&n); err != nil || n != 4 {
+		t.Fatalf("indexes after a bulk rebuild: got %d, %v; want 4", n, err)
+	}
+}
+
+// TestCatchUp loses the index's last batches, as a crash before the
+// indexer ran does: open re-indexes past the watermark.
+func TestCatchUp(t *testing.T) {
+	dir := t.TempDir()
+	all := fill(t, dir, 100)
+	db := openRaw(t, filepath.Join(dir, "index", "index.db"))
+	mustExec(t, db, "DELETE FROM records WHERE seq >= 60", "UPDATE meta SET value = '60' WHERE key = 'watermark'")
+	db.Close()
+	wantAll(t, reopen(t, dir), all)
+}
+
+// TestIndexDisagrees edits the index so that it points an id at another
+// record: reads name the problem rather than answer wrongly, and a rebuild
+// fixes it.
+func TestIndexDisagrees(t *testing.T) {
+	dir := t.TempDir()
+	all := fill(t, dir, 50)
+	db := openRaw(t, filepath.Join(dir, "index", "index.db"))
+	mustExec(t, db, "UPDATE records SET off = (SELECT off FROM records WHERE seq = 21) WHERE seq = 20")
+	db.Close()
+	s := reopen(t, dir)
+	if _, err := s.Get(t.Context(), all[20].ID); err == nil || !strings.Contains(err.Error(), "the index disagrees with the log") {
+		t.Fatalf("Get of a record the index misplaces: got %v, want an error that the index disagrees with the log", err)
+	}
+	s.Close()
+	os.RemoveAll(filepath.Join(dir, "index"))
+	wantAll(t, reopen(t, dir), all)
+}
+
+// TestTornTail appends what a crash mid-write leaves to the active segment:
+// open truncates it and the log goes on.
+func TestTornTail(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		tail []byte
+	}{
+		{"half a header", []byte{0x40, 0, 0}},
+		{"a frame cut short", append([]byte{200, 0, 0, 0, 1, 2, 3, 4}, make([]byte, 50)...)},
+		{"zeros", make([]byte, 4096)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			all := fill(t, dir, 40)
+			appendTo(t, activeSegment(t, dir), tt.tail)
+			s := reopen(t, dir)
+			wantAll(t, s, all)
+			b := storetest.LoadBuilder(t, s, seglog.DefaultLog)
+			all = append(all, storetest.Append(t, s, b, storetest.Events(3)...)...)
+			wantAll(t, s, all)
+		})
+	}
+}
+
+// TestTamper damages the segments as an attacker or a failing disk would:
+// open or a read names the damage.
+func TestTamper(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		damage func(t *testing.T, segs []string)
+		open   string // the error of Open, if it fails; else one record is damaged
+	}{
+		{"edited byte in a sealed segment", func(t *testing.T, segs []string) { flipByte(t, segs[1], 100) }, ""},
+		{"edited byte in the active segment", func(t *testing.T, segs []string) { flipByte(t, segs[len(segs)-1], 30) }, "damaged, not torn by a crash"},
+		{"truncated sealed segment", func(t *testing.T, segs []string) { os.Truncate(segs[2], 1000) }, "is not sealed"},
+		{"deleted segment", func(t *testing.T, segs []string) { os.Remove(segs[3]) }, "are missing"},
+		{"deleted first segment", func(t *testing.T, segs []string) { os.Remove(segs[0]) }, "are missing"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			all := fill(t, dir, 120)
+			segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
+			tt.damage(t, segs)
+			s, err := seglog.Open(seglog.Config{Dir: dir, SegmentBytes: 4096})
+			if tt.open != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.open) {
+					t.Fatalf("Open: got %v, want an error with %q", err, tt.open)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer s.Close()
+			// Scan skips the damaged record, as if it were missing, so
+			// that verification names its seq; Get names the damage.
+			next, missing := int64(0), int64(-1)
+			err = s.Scan(t.Context(), seglog.DefaultLog, 0, 120, func(e *trail.Entry) error {
+				if e.Seq != next && missing < 0 {
+					missing = next
+				}
+				next = e.Seq + 1
+				return nil
+			})
+			if err != nil || missing < 0 {
+				t.Fatalf("Scan: got %v, missing seq %d; want nil and one seq missing", err, missing)
+			}
+			_, err = s.Get(t.Context(), all[missing].ID)
+			if err == nil || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), filepath.Base(segs[1])) {
+				t.Fatalf("Get of the damaged record: got %v, want a checksum mismatch naming %s", err, filepath.Base(segs[1]))
+			}
+		})
+	}
+}
+
+// TestLegacyRefused opens a directory of the SQLite layout.
+func TestLegacyRefused(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, seglog.LegacyFile), nil, 0o600)
+	if _, err := seglog.Open(seglog.Config{Dir: dir}); err == nil || !strings.Contains(err.Error(), seglog.ErrLegacy.Error()) {
+		t.Fatalf("Open of the SQLite layout: got %v, want %v", err, seglog.ErrLegacy)
+	}
+}
+
+func activeSegment(t *testing.T, dir string) string {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
+	return segs[len(segs)-1]
+}
+
+func appendTo(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0x20
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openRaw opens an SQLite file of the store directly, as a tamperer would.
+func openRaw(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
+	t.Helper()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}

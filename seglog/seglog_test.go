@@ -1,0 +1,48 @@
+package seglog_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/seglog"
+	"github.com/trail-audit/trail/storetest"
+)
+
+// mustOpen opens a store with cfg and closes it when the test ends.
+func mustOpen(tb testing.TB, cfg seglog.Config) *seglog.Store {
+	tb.Helper()
+	s, err := seglog.Open(cfg)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Run("Default", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) trail.Store { return mustOpen(t, seglog.Config{Dir: t.TempDir()}) })
+	})
+	// Tiny segments roll every few records, and the indexer runs at once.
+	t.Run("SmallSegments", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) trail.Store {
+			return mustOpen(t, seglog.Config{Dir: t.TempDir(), SegmentBytes: 2048, IndexInterval: time.Microsecond})
+		})
+	})
+	// Nothing is indexed while the test runs: every read is served by
+	// the tail.
+	t.Run("Unindexed", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) trail.Store {
+			return mustOpen(t, seglog.Config{Dir: t.TempDir(), IndexInterval: time.Hour})
+		})
+	})
+}
+
+func TestKeys(t *testing.T) {
+	storetest.RunKeys(t, func(t *testing.T) trail.KeyStore { return mustOpen(t, seglog.Config{Dir: t.TempDir()}) })
+}
