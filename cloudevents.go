@@ -189,6 +189,24 @@ func marshal(v any) ([]byte, error) {
 	return jsonv2.Marshal(v, jsonv2.Deterministic(true))
 }
 
+// SetTraceIDs gives every event the trace id of a request's W3C
+// traceparent (an HTTP header or gRPC metadata), unless it has one of its
+// own (a CloudEvent's traceparent extension). The record's request_id takes
+// it when the event has none. An absent or malformed traceparent changes
+// nothing. Every adapter that takes events calls it, so that one trace
+// correlates them however they arrive.
+func SetTraceIDs(traceparent string, events []*Event) {
+	id, ok := TraceID(traceparent)
+	if !ok {
+		return
+	}
+	for _, e := range events {
+		if e.TraceID == "" {
+			e.TraceID = id
+		}
+	}
+}
+
 // TraceID returns the trace id of a W3C Trace Context traceparent header
 // ("00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"), and false if
 // the header is not one: a version of ff, an all-zero trace or parent id,

@@ -80,8 +80,9 @@ func timeString(ts *timestamppb.Timestamp) string {
 
 // parseEvents parses what Append and CreateLog send, one JSON object per
 // event, by the rules of POST /logs: a single event as ParseEvent takes
-// it, several as one atomic batch, whose error names each bad item.
-func (s *server) parseEvents(ctx context.Context, raws [][]byte) ([]*trail.Event, error) {
+// it, several as one atomic batch, whose error names each bad item. The
+// call's traceparent (metadata) correlates them, as POST /logs's header.
+func (s *server) parseEvents(ctx context.Context, traceparent string, raws [][]byte) ([]*trail.Event, error) {
 	lim := s.limits
 	p := trail.PrincipalFromContext(ctx)
 	if p != nil {
@@ -100,6 +101,7 @@ func (s *server) parseEvents(ctx context.Context, raws [][]byte) ([]*trail.Event
 			return nil, err
 		}
 	}
+	trail.SetTraceIDs(traceparent, events)
 	// The one place a write meets its key: bindings, key_id, rate.
 	if err := p.CheckEvents(events); err != nil {
 		return nil, err

@@ -48,14 +48,14 @@ type legacyData struct {
 // only integer id a trail record has.
 func (l *loggerService) CreateLog(ctx context.Context, req *connect.Request[logger.CreateRequest]) (*connect.Response[logger.CreateResponse], error) {
 	s := l.s
-	res, err := s.createLog(ctx, req.Msg.GetLogger())
+	res, err := s.createLog(ctx, req.Header().Get("Traceparent"), req.Msg.GetLogger())
 	if err != nil {
 		return nil, s.error(ctx, req.Spec().Procedure, err)
 	}
 	return connect.NewResponse(&logger.CreateResponse{Success: true, Id: uint64(res.Receipts[0].Seq)}), nil
 }
 
-func (s *server) createLog(ctx context.Context, m *logger.Logger) (*trail.Result, error) {
+func (s *server) createLog(ctx context.Context, traceparent string, m *logger.Logger) (*trail.Result, error) {
 	if m == nil {
 		return nil, trail.Errorf(trail.EINVALID, "field \"logger\" is required")
 	}
@@ -71,7 +71,7 @@ func (s *server) createLog(ctx context.Context, m *logger.Logger) (*trail.Result
 	if d := m.GetVariantData(); d != nil {
 		j.VariantData = &legacyData{Msg: d.GetMsg(), Severity: d.GetSeverity().String(), Trace: d.GetTrace()}
 	}
-	events, err := s.parseEvents(ctx, [][]byte{marshal(j)})
+	events, err := s.parseEvents(ctx, traceparent, [][]byte{marshal(j)})
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ var _ trailv1connect.TrailServiceHandler = (*trailService)(nil)
 // once the commit is durable.
 func (t *trailService) Append(ctx context.Context, req *connect.Request[trailv1.AppendRequest]) (*connect.Response[trailv1.AppendResponse], error) {
 	s := t.s
-	events, err := s.parseEvents(ctx, inputs(req.Msg.GetEvents()))
+	events, err := s.parseEvents(ctx, req.Header().Get("Traceparent"), inputs(req.Msg.GetEvents()))
 	var res *trail.Result
 	if err == nil {
 		res, err = s.ingester.Submit(ctx, events)

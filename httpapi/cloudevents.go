@@ -59,18 +59,3 @@ func ceAttributes(h http.Header) (map[string]string, error) {
 	}
 	return attrs, nil
 }
-
-// setTraceIDs gives every event the trace id of the request's W3C
-// traceparent, unless it has one of its own (a CloudEvent's traceparent
-// extension). The record's request_id takes it when the event has none.
-func setTraceIDs(h http.Header, events []*trail.Event) {
-	id, ok := trail.TraceID(h.Get("Traceparent"))
-	if !ok {
-		return
-	}
-	for _, e := range events {
-		if e.TraceID == "" {
-			e.TraceID = id
-		}
-	}
-}

@@ -63,7 +63,7 @@ func (s *server) handleLogsCreate(w http.ResponseWriter, r *http.Request) {
 		events, single = []*trail.Event{e}, true
 	}
 	if err == nil {
-		setTraceIDs(r.Header, events)
+		trail.SetTraceIDs(r.Header.Get("Traceparent"), events)
 		// The one place a write meets its key: bindings, key_id, rate.
 		p := trail.PrincipalFromContext(r.Context())
 		if err = p.CheckEvents(events); err == nil {
