@@ -14,6 +14,7 @@ import (
 	"github.com/trail-audit/trail"
 	trailv1 "github.com/trail-audit/trail/gen/trail/v1"
 	"github.com/trail-audit/trail/internal/testserver"
+	"github.com/trail-audit/trail/tail"
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -296,6 +297,34 @@ func TestTail(t *testing.T) {
 	}
 	cancel()
 	rs.Close()
+}
+
+// TestTailMemoryBudget: a Tail that does not fit the tail's memory budget
+// ends at once with Unavailable, which the client retries, as REST's 503.
+func TestTailMemoryBudget(t *testing.T) {
+	s := MustOpenServer(t, testserver.Config{Tail: tail.Config{QueueBytes: 1 << 20, PageBytes: 1 << 20, Memory: 3 << 20}})
+	c := connectClient(s, "")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	first, err := c.Tail(ctx, connect.NewRequest(&trailv1.TailRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	for i := 0; s.Tail.Subscribers() == 0; i++ { // the first has its share
+		if i == 10000 {
+			t.Fatal("first Tail: got no subscriber after 10 s, want one")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	second, err := c.Tail(ctx, connect.NewRequest(&trailv1.TailRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if second.Receive() || connect.CodeOf(second.Err()) != connect.CodeUnavailable {
+		t.Errorf("second Tail: got %v, want Unavailable", second.Err())
+	}
 }
 
 // TestUnavailableCarriesRetryInfo checks that a store outage is

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
+	"github.com/trail-audit/trail/httpapi"
+	"github.com/trail-audit/trail/tail"
 )
 
 // sseEvent is one Server-Sent Event as a client sees it.
@@ -292,11 +294,11 @@ func TestStreamResume(t *testing.T) {
 
 // TestStreamSlowSubscriber follows the log with a client that reads
 // nothing while large events are posted: ingest goes on at full speed, and
-// once the subscriber's buffer is full it is cut off. It then receives
+// once the subscriber's queue holds QueueBytes it is cut off. It then receives
 // what was buffered, in order, and a final "end" event, and resumes from
 // its last id without a gap.
 func TestStreamSlowSubscriber(t *testing.T) {
-	ts := MustOpenServer(t, serverConfig{TailBuffer: 50})
+	ts := MustOpenServer(t, serverConfig{Tail: tail.Config{QueueBytes: 1536 << 10}}) // about 50 records
 	slow := ts.openStream(t, "/logs/stream")
 	fast := ts.openStream(t, "/logs/stream")
 	pad := strings.Repeat("x", 30000)
@@ -365,6 +367,25 @@ func TestStreamSlowSubscriber(t *testing.T) {
 			t.Errorf("resumed after the cut-off: first record: got %s, want %s", id, want)
 		}
 	}
+}
+
+// TestStreamMemoryBudget: each open stream reserves its share of the
+// tail's memory budget; the stream that does not fit gets a 503
+// problem+json with Retry-After, and reads and writes go on.
+func TestStreamMemoryBudget(t *testing.T) {
+	// A stream reserves QueueBytes and twice the page: 3 MiB here.
+	ts := MustOpenServer(t, serverConfig{
+		Memory: httpapi.Memory{Response: 512 << 10},
+		Tail:   tail.Config{QueueBytes: 2 << 20, Memory: 6 << 20},
+	})
+	ts.openStream(t, "/logs/stream")
+	ts.openStream(t, "/logs/stream?action=a.b")
+	r := ts.do(t, "GET", "/logs/stream", "")
+	if p := r.problem(t, http.StatusServiceUnavailable); p.Code != trail.EUNAVAILABLE || r.header.Get("Retry-After") == "" {
+		t.Errorf("third stream: got %+v, Retry-After %q; want %s with a Retry-After", p, r.header.Get("Retry-After"), trail.EUNAVAILABLE)
+	}
+	ts.post(t, eventJSON("after", 1)).wantStatus(t, http.StatusCreated)
+	ts.do(t, "GET", "/logs/after", "").wantStatus(t, http.StatusOK)
 }
 
 // TestStreamHeartbeat: an idle stream sends a comment every heartbeat.

@@ -17,7 +17,7 @@ func BenchmarkPublish(b *testing.B) {
 	}
 	for _, n := range []int{0, 1, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			h := NewHub(1 << 20)
+			h := NewHub(Config{QueueBytes: 1 << 40})
 			subs := make([]*sub, n)
 			for i := range subs {
 				s, err := h.subscribe()
@@ -31,7 +31,7 @@ func BenchmarkPublish(b *testing.B) {
 				h.Publish(entries)
 				if i++; i%100 == 0 { // as readers would, off the clock in spirit
 					for _, s := range subs {
-						s.take()
+						s.take(1 << 40)
 						select {
 						case <-s.wake:
 						default:

@@ -2,14 +2,22 @@ package tail
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/trail-audit/trail"
 )
 
-// catchUpPage is how many seqs one catch-up read of the store covers, so
+// catchUpPage is the most seqs one catch-up read of the store covers, so
 // that no read holds the store while a slow client is written to.
 const catchUpPage = 1000
+
+// firstRecord is the record size a stream assumes before it has read one:
+// a large event's, so that its first catch-up read stays near PageBytes.
+const firstRecord = 65 << 10
+
+// errPageFull stops a catch-up Scan once its page holds PageBytes.
+var errPageFull = errors.New("tail: page full")
 
 // Source is what a stream reads besides the hub: the store, for catching
 // up, and the head of the log this process writes.
@@ -31,6 +39,10 @@ type Stream struct {
 	log  string // the log followed
 	next int64  // the seq of log to deliver next; later live entries below it are repeats
 	end  int64  // catch-up reads the store up to here; then live
+
+	page   int64 // Config.PageBytes
+	record int64 // bytes assumed per record, to size a catch-up read
+	held   int64 // reserved of the hub's Memory, until Close
 }
 
 // Follow opens a stream of the records that match f. With after == nil it
@@ -38,11 +50,18 @@ type Stream struct {
 // at after (its Log and Seq; Time is ignored), reading what the store holds
 // since then before going live. After must name the log this process
 // writes: a hub sees no other log's commits (EINVALID otherwise). The
-// filter's paging fields (After, Desc, Limit) are ignored.
+// filter's paging fields (After, Desc, Limit, MaxBytes) are ignored. A
+// stream that does not fit the hub's memory budget is refused with an
+// EUNAVAILABLE error; Close gives its share back.
 func (h *Hub) Follow(src Source, f *trail.Filter, after *trail.Cursor) (*Stream, error) {
-	st := &Stream{hub: h, src: src, filter: *f}
-	st.filter.After, st.filter.Desc, st.filter.Limit = nil, false, 0
+	held, err := h.reserve()
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{hub: h, src: src, filter: *f, page: h.cfg.PageBytes, record: firstRecord, held: held}
+	st.filter.After, st.filter.Desc, st.filter.Limit, st.filter.MaxBytes = nil, false, 0, 0
 	if err := st.subscribe(); err != nil {
+		st.Close()
 		return nil, err
 	}
 	head := src.Head()
@@ -82,17 +101,23 @@ func (st *Stream) Position() *trail.Cursor {
 	return &trail.Cursor{Log: st.log, Seq: st.next - 1}
 }
 
-// Close ends the stream's subscription.
+// Close ends the stream's subscription and gives back its share of the
+// hub's memory budget. It is safe to call more than once.
 func (st *Stream) Close() {
 	if st.sub != nil {
 		st.hub.unsubscribe(st.sub)
 	}
+	if st.held > 0 {
+		st.hub.release(st.held)
+		st.held = 0
+	}
 }
 
-// Next returns the next records that match, in commit order. It waits at
+// Next returns the next records that match, in commit order, about
+// PageBytes of them at most. It waits at
 // most wait for one (returning none and no error when wait passes, so that
 // the caller can send a heartbeat), and returns ctx's error when ctx ends,
-// ErrSlow when the subscriber fell a whole buffer behind the log, and
+// ErrSlow when the subscriber fell QueueBytes behind the log, and
 // ErrClosed when the hub closed.
 //
 // Until the stream is live (a call of Next found the catch-up done), an
@@ -125,20 +150,33 @@ func (st *Stream) Next(ctx context.Context, wait time.Duration) ([]*trail.Entry,
 func (st *Stream) catchingUp() bool { return st.end >= 0 }
 
 // catchUp reads the next page of the log from the store and returns what
-// matches.
+// matches. The page ends once its matches hold PageBytes, and the read
+// covers as many seqs as PageBytes would hold at twice the largest record
+// of the last read, so that a store that reads ahead reads little more.
 func (st *Stream) catchUp(ctx context.Context) ([]*trail.Entry, error) {
-	to := min(st.end, st.next+catchUpPage)
+	to := min(st.end, st.next+min(max(st.page/st.record, 1), catchUpPage))
 	var out []*trail.Entry
+	var size, largest int64
+	next := to
 	err := st.src.Reader.Scan(ctx, st.log, st.next, to, func(e *trail.Entry) error {
-		if st.filter.Matches(&e.Record) {
-			out = append(out, e)
+		largest = max(largest, int64(len(e.Bytes)))
+		if !st.filter.Matches(&e.Record) {
+			return nil
+		}
+		out = append(out, e)
+		if size += int64(len(e.Bytes)); size >= st.page {
+			next = e.Seq + 1
+			return errPageFull
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errPageFull) {
 		return nil, err
 	}
-	st.next = to
+	if largest > 0 {
+		st.record = 2 * largest
+	}
+	st.next = next
 	return out, nil
 }
 
@@ -149,7 +187,7 @@ func (st *Stream) live(ctx context.Context, deadline time.Time) ([]*trail.Entry,
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	for {
-		batches, err := st.sub.take()
+		batches, err := st.sub.take(st.page)
 		if err != nil {
 			return nil, err
 		}

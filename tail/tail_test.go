@@ -2,10 +2,12 @@ package tail_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,14 +27,14 @@ type env struct {
 }
 
 // mustOpen starts an ingester on a SQLite file in a temporary directory,
-// wired to a hub with the buffer, and closes both when the test ends.
-func mustOpen(tb testing.TB, buffer int) *env {
+// wired to a hub bounded by cfg, and closes both when the test ends.
+func mustOpen(tb testing.TB, cfg tail.Config) *env {
 	tb.Helper()
 	st, err := sqlite.Open(sqlite.Config{Path: filepath.Join(tb.TempDir(), "trail.db")})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	hub := tail.NewHub(buffer)
+	hub := tail.NewHub(cfg)
 	ing, err := ingest.New(context.Background(), st, ingest.Config{Committed: hub.Publish, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)
@@ -56,6 +58,15 @@ func events(from, n int) []*trail.Event {
 	return out
 }
 
+// padded returns events(from, n) with pad bytes of data each.
+func padded(from, n, pad int) []*trail.Event {
+	out := events(from, n)
+	for _, e := range out {
+		e.Data = json.RawMessage(`{"pad":"` + strings.Repeat("x", pad) + `"}`)
+	}
+	return out
+}
+
 // collect reads st until it has n entries or fails.
 func collect(tb testing.TB, st *tail.Stream, n int) []*trail.Entry {
 	tb.Helper()
@@ -73,12 +84,12 @@ func collect(tb testing.TB, st *tail.Stream, n int) []*trail.Entry {
 }
 
 // TestCatchUpWhileWriting resumes from the start of a log after more was
-// committed since the subscription than its buffer holds: an overflow
+// committed since the subscription than its queue holds: an overflow
 // before the stream is live sends it back to the store rather than
 // cutting it off, and it sees every matching seq once, in order, through
 // the switch to live records.
 func TestCatchUpWhileWriting(t *testing.T) {
-	e := mustOpen(t, 50)
+	e := mustOpen(t, tail.Config{QueueBytes: 5000}) // about 25 records
 	ctx := context.Background()
 	submit := func(from, n int) {
 		t.Helper()
@@ -95,7 +106,7 @@ func TestCatchUpWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	submit(2000, 100) // overflows the buffer before the first Next
+	submit(2000, 100) // overflows the queue before the first Next
 	got := collect(t, st, 1049)
 	for i := 2100; i < 2200; i += 10 { // live, 5 matches a commit
 		submit(i, 10)
@@ -112,10 +123,11 @@ func TestCatchUpWhileWriting(t *testing.T) {
 }
 
 // TestSlowSubscriberCutOff: a live subscriber that does not read is cut
-// off once its buffer overflows, gets what was buffered first, and Publish
-// never waits for it.
+// off once its queue would hold more than QueueBytes of records, however
+// few they are; it gets what was queued first, and Publish never waits
+// for it.
 func TestSlowSubscriberCutOff(t *testing.T) {
-	e := mustOpen(t, 10)
+	e := mustOpen(t, tail.Config{QueueBytes: 100 << 10})
 	st, err := e.hub.Follow(e.source(), &trail.Filter{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +141,8 @@ func TestSlowSubscriberCutOff(t *testing.T) {
 	if es, err := st.Next(ctx, time.Millisecond); len(es) != 0 || err != nil { // live now
 		t.Fatalf("Next on an idle log: got %d entries, %v; want none", len(es), err)
 	}
-	for i := range 5 { // 4 + 4 fit, the third batch overflows
-		if _, err := e.ing.Submit(context.Background(), events(4*i, 4)); err != nil {
+	for i := range 5 { // 3 records of 30 KB fit in 100 KiB, the fourth overflows
+		if _, err := e.ing.Submit(context.Background(), padded(i, 1, 30000)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,17 +156,107 @@ func TestSlowSubscriberCutOff(t *testing.T) {
 		}
 		got = append(got, es...)
 	}
-	if len(got) != 8 || got[7].Seq != 7 {
-		t.Errorf("before the cut-off: got %d entries, want the 8 buffered (seqs 0..7)", len(got))
+	if len(got) != 3 || got[2].Seq != 2 {
+		t.Errorf("before the cut-off: got %d entries, want the 3 queued (seqs 0..2)", len(got))
 	}
 	if n := e.hub.Subscribers(); n != 0 {
 		t.Errorf("Subscribers after the cut-off: got %d, want 0", n)
 	}
 }
 
+// TestPagesInBytes: a catch-up read and a live Next each return about
+// PageBytes of records, not a count of them, and the stream still sees
+// every record once, in order.
+func TestPagesInBytes(t *testing.T) {
+	const page = 100 << 10
+	e := mustOpen(t, tail.Config{PageBytes: page, QueueBytes: 1 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 20; i += 5 {
+		if _, err := e.ing.Submit(ctx, padded(i, 5, 30000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := e.hub.Follow(e.source(), &trail.Filter{}, &trail.Cursor{Log: e.ing.Head().Log, Seq: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var got []*trail.Entry
+	check := func(what string, es []*trail.Entry) {
+		t.Helper()
+		var size int
+		for _, en := range es[:max(len(es)-1, 0)] {
+			size += len(en.Bytes)
+		}
+		if size >= page {
+			t.Errorf("%s: got %d entries of %d bytes before the last, want under %d", what, len(es), size, page)
+		}
+		got = append(got, es...)
+	}
+	for len(got) < 19 {
+		es, err := st.Next(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("catch-up Next", es)
+	}
+	for i := 20; i < 40; i += 10 { // live: commits of 10 records, 300 KB, taken a page at a time
+		if _, err := e.ing.Submit(ctx, padded(i, 10, 30000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for len(got) < 39 {
+		es, err := st.Next(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("live Next", es)
+	}
+	for i, en := range got {
+		if want := int64(i + 1); en.Seq != want {
+			t.Fatalf("entry %d: got seq %d, want %d", i, en.Seq, want)
+		}
+	}
+}
+
+// TestStreamBudget: each open stream reserves QueueBytes and twice
+// PageBytes of Memory; one more than fits is refused with EUNAVAILABLE,
+// and Close gives its share back.
+func TestStreamBudget(t *testing.T) {
+	e := mustOpen(t, tail.Config{QueueBytes: 4 << 20, PageBytes: 1 << 20, Memory: 18 << 20}) // 3 streams of 6 MiB
+	var open []*tail.Stream
+	for i := range 3 {
+		st, err := e.hub.Follow(e.source(), &trail.Filter{}, nil)
+		if err != nil {
+			t.Fatalf("stream %d: got %v, want it to fit the budget", i+1, err)
+		}
+		open = append(open, st)
+	}
+	_, err := e.hub.Follow(e.source(), &trail.Filter{}, nil)
+	if got := trail.ErrorCode(err); got != trail.EUNAVAILABLE {
+		t.Fatalf("stream 4: got %v (%s), want %s", err, got, trail.EUNAVAILABLE)
+	}
+	open[0].Close()
+	open[0].Close() // twice gives back once
+	st, err := e.hub.Follow(e.source(), &trail.Filter{}, nil)
+	if err != nil {
+		t.Fatalf("stream after a Close: got %v, want it to fit", err)
+	}
+	st.Close()
+	if _, err := e.hub.Follow(e.source(), &trail.Filter{}, &trail.Cursor{Log: "other", Seq: 0}); trail.ErrorCode(err) != trail.EINVALID {
+		t.Fatalf("stream of another log: got %v, want %s", err, trail.EINVALID)
+	}
+	st, err = e.hub.Follow(e.source(), &trail.Filter{}, nil) // a refused Follow gave its share back too
+	if err != nil {
+		t.Fatalf("stream after a refused one: got %v, want it to fit", err)
+	}
+	st.Close()
+}
+
 // TestClose ends open streams with ErrClosed and refuses new ones.
 func TestClose(t *testing.T) {
-	e := mustOpen(t, 0)
+	e := mustOpen(t, tail.Config{})
 	st, err := e.hub.Follow(e.source(), &trail.Filter{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +276,7 @@ func TestClose(t *testing.T) {
 func BenchmarkIngestSubscribers(b *testing.B) {
 	for _, subs := range []int{0, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
-			e := mustOpen(b, 0)
+			e := mustOpen(b, tail.Config{Memory: 1 << 40}) // every subscriber fits
 			ctx, cancel := context.WithCancel(context.Background())
 			var readers sync.WaitGroup
 			var received atomic.Int64

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail/httpapi"
+	"github.com/trail-audit/trail/tail"
 )
 
 // limitFlags are trail serve's bounds on connections and memory
@@ -18,17 +19,21 @@ type limitFlags struct {
 	maxConnections                     int
 	bodyMemory, readMemory, pageMemory byteSize
 	queueBytes                         byteSize
+	streamMemory, streamQueue          byteSize
 }
 
 func (f *limitFlags) register(fs *flag.FlagSet) {
 	d := httpapi.DefaultMemory
 	f.bodyMemory, f.readMemory, f.pageMemory = byteSize(d.Bodies), byteSize(d.Reads), byteSize(d.Response)
 	f.queueBytes = 64 << 20
+	f.streamMemory, f.streamQueue = byteSize(tail.DefaultConfig.Memory), byteSize(tail.DefaultConfig.QueueBytes)
 	fs.IntVar(&f.maxConnections, "max-connections", 1024, "most client `connections` open at once; more wait to be accepted")
 	fs.Var(&f.bodyMemory, "body-memory", "request bodies held in memory at once, in all (`size`; 503 + Retry-After above)")
 	fs.Var(&f.readMemory, "read-memory", "records held in memory by reads at once, in all (`size`; 503 + Retry-After above)")
 	fs.Var(&f.pageMemory, "page-memory", "records one read holds at once (`size`): a JSON page ends early with a next cursor")
 	fs.Var(&f.queueBytes, "queue-bytes", "records queued for commit (`size`) before requests get 503 + Retry-After")
+	fs.Var(&f.streamMemory, "stream-memory", "memory live tails reserve at once, in all (`size`; each --stream-queue + 2 × --page-memory; 503 + Retry-After above)")
+	fs.Var(&f.streamQueue, "stream-queue", "records a live tail may fall behind (`size`) before it is cut off")
 }
 
 func (f *limitFlags) validate() error {
@@ -38,6 +43,7 @@ func (f *limitFlags) validate() error {
 	}{
 		{"max-connections", int64(f.maxConnections)}, {"body-memory", int64(f.bodyMemory)},
 		{"read-memory", int64(f.readMemory)}, {"page-memory", int64(f.pageMemory)}, {"queue-bytes", int64(f.queueBytes)},
+		{"stream-memory", int64(f.streamMemory)}, {"stream-queue", int64(f.streamQueue)},
 	} {
 		if err := positive(n.name, n.v); err != nil {
 			return err
@@ -48,6 +54,11 @@ func (f *limitFlags) validate() error {
 
 func (f *limitFlags) memory() httpapi.Memory {
 	return httpapi.Memory{Bodies: int64(f.bodyMemory), Reads: int64(f.readMemory), Response: int64(f.pageMemory)}
+}
+
+// tail bounds the live tail; its pages are --page-memory, as other reads'.
+func (f *limitFlags) tail() tail.Config {
+	return tail.Config{QueueBytes: int64(f.streamQueue), PageBytes: int64(f.pageMemory), Memory: int64(f.streamMemory)}
 }
 
 // A limitListener holds at most n connections open at once. Beyond that,

@@ -100,6 +100,7 @@ var serveFlags = []string{
 	"commit-max-wait", "queue-events", "max-event-bytes", "max-request-bytes", "max-batch-events",
 	"lease-ttl", "log-level", "log-format", "shutdown-timeout", "debug-addr", "tls-cert", "tls-key", "store-file", "auth",
 	"metrics-addr", "max-connections", "body-memory", "read-memory", "page-memory", "queue-bytes",
+	"stream-memory", "stream-queue",
 }
 
 func TestServeHelpListsEveryFlag(t *testing.T) {

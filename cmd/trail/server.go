@@ -115,6 +115,7 @@ func (s *server) open(ctx context.Context) error {
 			MaxBatchEvents:  cfg.maxBatchEvents,
 		},
 		Memory: cfg.limits.memory(),
+		Tail:   cfg.limits.tail(),
 		Logger: s.logger,
 		UI:     cfg.uiConfig(),
 	})

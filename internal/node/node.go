@@ -6,6 +6,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -43,9 +44,10 @@ type Config struct {
 	// it to the store wrapped with faults.
 	Reader trail.Reader
 
-	// TailBuffer is how many committed records a live-tail subscriber may
-	// fall behind before it is cut off (default tail.DefaultBuffer).
-	TailBuffer int
+	// Tail bounds the live tail's memory; zero fields take
+	// tail.DefaultConfig's, but PageBytes defaults to Memory.Response, so
+	// that a stream's pages are the size of every other read's.
+	Tail tail.Config
 
 	// Heartbeat is how often an idle live tail sends a comment (default
 	// httpapi.DefaultHeartbeat).
@@ -91,7 +93,10 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 	}
 	m := metrics.New()
 	cfg.Ingest.Observer = m
-	hub := tail.NewHub(cfg.TailBuffer)
+	if cfg.Tail.PageBytes <= 0 {
+		cfg.Tail.PageBytes = cmp.Or(cfg.Memory.Response, httpapi.DefaultMemory.Response)
+	}
+	hub := tail.NewHub(cfg.Tail)
 	if prev := cfg.Ingest.Committed; prev != nil {
 		cfg.Ingest.Committed = func(es []*trail.Entry) { prev(es); hub.Publish(es) }
 	} else {

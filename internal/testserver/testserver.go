@@ -52,10 +52,10 @@ type Config struct {
 
 	Logger *slog.Logger // default: discard
 
-	// TailBuffer and Heartbeat tune the live tail (node.Config); zero
-	// takes the defaults.
-	TailBuffer int
-	Heartbeat  time.Duration
+	// Tail and Heartbeat tune the live tail (node.Config); zero takes the
+	// defaults.
+	Tail      tail.Config
+	Heartbeat time.Duration
 
 	// Auth turns authentication on (node.Config.Auth); nil leaves it off.
 	Auth *auth.Config
@@ -97,9 +97,9 @@ func MustOpen(tb testing.TB, cfg Config) *Server {
 		Logger: logger,
 		Auth:   cfg.Auth,
 
-		TailBuffer: cfg.TailBuffer,
-		Heartbeat:  cfg.Heartbeat,
-		UI:         cfg.UI,
+		Tail:      cfg.Tail,
+		Heartbeat: cfg.Heartbeat,
+		UI:        cfg.UI,
 	}
 	if nc.Ingest.CheckpointInterval == 0 {
 		nc.Ingest.CheckpointInterval = 5 * time.Millisecond
