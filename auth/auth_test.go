@@ -143,7 +143,7 @@ func TestViewerToken(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrUnauthorized", name, err)
 		}
 	}
-	for _, ttl := range []time.Duration{-time.Second, auth.MaxTokenTTL + time.Second} {
+	for _, ttl := range []time.Duration{-time.Second, time.Nanosecond, 500 * time.Millisecond, auth.MaxTokenTTL + time.Second} {
 		if _, _, err := auth.MintToken(secret, "acme", now, ttl); trail.ErrorCode(err) != trail.EINVALID {
 			t.Errorf("MintToken with ttl %s: got %v, want EINVALID", ttl, err)
 		}
