@@ -400,6 +400,25 @@ func TestOpenUntilFirstKey(t *testing.T) {
 	ts.as(t, "Bearer "+created.Key, "GET", "/keys", "").wantStatus(t, http.StatusOK)
 }
 
+// TestKeyBodiesNeedJSON checks that POST /keys and POST /tokens take only
+// application/json. Another site's page may send a text/plain POST without
+// a preflight; on a server open until its first key (--auth auto), one
+// that created a key would lock the operator out with a key nobody knows.
+func TestKeyBodiesNeedJSON(t *testing.T) {
+	ts := MustOpenServer(t, serverConfig{Auth: &auth.Config{OpenWhileNoKeys: true}})
+	for path, body := range map[string]string{"/keys": `{"name":"x","scopes":["admin"]}`, "/tokens": `{"tenant":"A"}`} {
+		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
+			header := []string{}
+			if ct != "" {
+				header = append(header, "Content-Type", ct)
+			}
+			ts.do(t, "POST", path, body, header...).problem(t, http.StatusUnsupportedMediaType)
+		}
+	}
+	// Still open: no key was made.
+	ts.post(t, eventJSON("still-open", 1)).wantStatus(t, http.StatusCreated)
+}
+
 // TestKeyRoutes creates, lists and revokes a key over HTTP, mints a viewer
 // token, and checks that each change is in the log without the secret.
 func TestKeyRoutes(t *testing.T) {
