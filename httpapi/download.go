@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"net/url"
 	"strconv"
 	"time"
@@ -53,11 +54,18 @@ func appendNDJSON(buf []byte, e *trail.Entry) []byte {
 	return append(buf, '\n')
 }
 
+// appendCSV reads the row from the record's bytes: a store's List fills an
+// entry's Record only as far as its index goes (trail.Reader), which leaves
+// out request_id and key_id.
 func appendCSV(buf []byte, e *trail.Entry) []byte {
-	t := e.TargetOrZero()
-	return csvRow(buf, []string{e.ID, e.Log, strconv.FormatInt(e.Seq, 10),
-		e.ReceivedAt.Format(time.RFC3339Nano), e.Time.Format(time.RFC3339Nano), e.Tenant, e.Actor.ID, e.Actor.Type,
-		e.Action, t.ID, t.Type, e.Source.Service, e.Outcome, e.RequestID, e.KeyID})
+	var r trail.Record
+	if json.Unmarshal(e.Bytes, &r) != nil {
+		r = e.Record // stored bytes are JSON; never reached
+	}
+	t := r.TargetOrZero()
+	return csvRow(buf, []string{r.ID, r.Log, strconv.FormatInt(r.Seq, 10),
+		r.ReceivedAt.Format(time.RFC3339Nano), r.Time.Format(time.RFC3339Nano), r.Tenant, r.Actor.ID, r.Actor.Type,
+		r.Action, t.ID, t.Type, r.Source.Service, r.Outcome, r.RequestID, r.KeyID})
 }
 
 // csvRow appends one CSV record (RFC 4180, CRLF) to buf.
