@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/trail-audit/trail"
@@ -63,9 +64,19 @@ func appendCSV(buf []byte, e *trail.Entry) []byte {
 		r = e.Record // stored bytes are JSON; never reached
 	}
 	t := r.TargetOrZero()
-	return csvRow(buf, []string{r.ID, r.Log, strconv.FormatInt(r.Seq, 10),
+	fields := []string{r.ID, r.Log, strconv.FormatInt(r.Seq, 10),
 		r.ReceivedAt.Format(time.RFC3339Nano), r.Time.Format(time.RFC3339Nano), r.Tenant, r.Actor.ID, r.Actor.Type,
-		r.Action, t.ID, t.Type, r.Source.Service, r.Outcome, r.RequestID, r.KeyID})
+		r.Action, t.ID, t.Type, r.Source.Service, r.Outcome, r.RequestID, r.KeyID}
+	// A field a spreadsheet would read as a formula (a leading =, +, -, @,
+	// tab or CR) gets a leading quote, as OWASP advises against CSV
+	// injection: producers choose these values, and auditors open the
+	// export in a spreadsheet. The NDJSON download keeps them verbatim.
+	for i, f := range fields {
+		if f != "" && strings.IndexByte("=+-@\t\r", f[0]) >= 0 {
+			fields[i] = "'" + f
+		}
+	}
+	return csvRow(buf, fields)
 }
 
 // csvRow appends one CSV record (RFC 4180, CRLF) to buf.

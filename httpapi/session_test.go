@@ -130,3 +130,27 @@ func TestCSVDownloadHasEveryColumn(t *testing.T) {
 		}
 	}
 }
+
+// TestCSVDownloadDefusesFormulas checks that a cell a producer chose cannot
+// run as a formula in the spreadsheet an auditor opens the export in
+// (OWASP "CSV injection"): a leading =, +, - or @ gets a quote.
+func TestCSVDownloadDefusesFormulas(t *testing.T) {
+	ts := MustOpenServer(t, serverConfig{})
+	ts.post(t, `{"action":"a.b","actor":{"id":"=HYPERLINK(\"http://x.example\",\"y\")","type":"+1"},`+
+		`"target":{"id":"@SUM(A1)","type":"-2"},"source":{"service":"=svc"},"request_id":"plain=text"}`).wantStatus(t, http.StatusCreated)
+	resp := ts.do(t, "GET", "/logs?format=csv", "")
+	resp.wantStatus(t, http.StatusOK)
+	rows, err := csv.NewReader(strings.NewReader(string(resp.body))).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("CSV: got %d rows, %v; want a header and 1 record", len(rows), err)
+	}
+	want := map[string]string{
+		"actor.id": `'=HYPERLINK("http://x.example","y")`, "actor.type": "'+1", "target.id": "'@SUM(A1)",
+		"target.type": "'-2", "source.service": "'=svc", "request_id": "plain=text", "action": "a.b",
+	}
+	for i, col := range rows[0] {
+		if w, ok := want[col]; ok && rows[1][i] != w {
+			t.Errorf("column %s: got %q, want %q", col, rows[1][i], w)
+		}
+	}
+}
