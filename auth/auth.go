@@ -85,9 +85,10 @@ func New(cfg Config) *Authenticator {
 
 // Authenticate returns the principal of header, an Authorization header
 // value, sent from client (an address, for the failed-authentication
-// limit). Every bad credential, of whatever kind, is trail.ErrUnauthorized;
-// a client past its failures gets a *trail.RateLimitError; a store failure
-// is returned as such (a 503, not a 401, since the key may well be good).
+// limit, which an empty header is not counted against). Every bad
+// credential, of whatever kind, is trail.ErrUnauthorized; a client past its
+// failures gets a *trail.RateLimitError; a store failure is returned as
+// such (a 503, not a 401, since the key may well be good).
 func (a *Authenticator) Authenticate(ctx context.Context, header, client string) (*trail.Principal, error) {
 	now := a.now()
 	if a.openWhileNoKeys {
@@ -102,7 +103,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, header, client string)
 		return nil, err
 	}
 	p, err := a.authenticate(ctx, header, now)
-	if errors.Is(err, trail.ErrUnauthorized) {
+	if errors.Is(err, trail.ErrUnauthorized) && header != "" {
+		// No credential at all guesses nothing, and is common: the viewer
+		// asks /whoami without one on each page load, and behind a proxy
+		// every client shares one address.
 		a.fails.Fail(client, now)
 	}
 	return p, err

@@ -143,7 +143,7 @@ func TestViewerToken(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrUnauthorized", name, err)
 		}
 	}
-	for _, ttl := range []time.Duration{-time.Second, auth.MaxTokenTTL + time.Second} {
+	for _, ttl := range []time.Duration{-time.Second, time.Nanosecond, 500 * time.Millisecond, auth.MaxTokenTTL + time.Second} {
 		if _, _, err := auth.MintToken(secret, "acme", now, ttl); trail.ErrorCode(err) != trail.EINVALID {
 			t.Errorf("MintToken with ttl %s: got %v, want EINVALID", ttl, err)
 		}
@@ -279,6 +279,17 @@ func TestAuthenticateFailureLimit(t *testing.T) {
 	}
 	if _, err := a.Authenticate(t.Context(), "Bearer "+good, "10.0.0.10"); err != nil {
 		t.Fatalf("good key from another address: got %v, want nil", err)
+	}
+	// A request with no credential at all guesses nothing: the viewer asks
+	// /whoami without one on every page load, and behind a proxy every
+	// client shares one address.
+	for i := 0; i < 2*auth.MaxAuthFailures; i++ {
+		if _, err := a.Authenticate(t.Context(), "", "10.0.0.11"); !errors.Is(err, trail.ErrUnauthorized) {
+			t.Fatalf("no credential %d: got %v, want ErrUnauthorized", i, err)
+		}
+	}
+	if _, err := a.Authenticate(t.Context(), "Bearer "+good, "10.0.0.11"); err != nil {
+		t.Fatalf("good key after %d requests without a credential: got %v, want nil", 2*auth.MaxAuthFailures, err)
 	}
 }
 

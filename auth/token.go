@@ -53,7 +53,9 @@ func MintToken(secret []byte, tenant string, now time.Time, ttl time.Duration) (
 	if ttl == 0 {
 		ttl = DefaultTokenTTL
 	}
-	if ttl < 0 || ttl > MaxTokenTTL {
+	if ttl < time.Second || ttl > MaxTokenTTL {
+		// Expiry is kept in whole seconds: a shorter token would be
+		// issued already expired.
 		return "", time.Time{}, trail.Errorf(trail.EINVALID, "a viewer token lives from 1 s to %s, not %s", MaxTokenTTL, ttl)
 	}
 	if tenant == "" || len(tenant) > maxTenantLen || !utf8.ValidString(tenant) {

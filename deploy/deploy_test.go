@@ -603,3 +603,32 @@ func TestMongoInitSyntax(t *testing.T) {
 		t.Errorf("node --check mongo-init.js: %v\n%s", err, out)
 	}
 }
+
+// TestNginxAccessLogOmitsQuery checks that the access log keeps no query
+// string: the viewer is opened at /ui/?token=trailtok.…, a credential that
+// reads a tenant for up to an hour, and list filters name actors.
+func TestNginxAccessLogOmitsQuery(t *testing.T) {
+	u := newUpstream(t, "a")
+	ngx := MustStartNginx(t, u)
+	const secret = "trailtok.payload.mac"
+	if r := do(t, "GET", "http://"+ngx.Addr+"/ui/?token="+secret, nil); r.status != http.StatusOK {
+		t.Fatalf("GET /ui/: got %d, want 200", r.status)
+	}
+	if r := do(t, "GET", "http://"+ngx.Addr+"/logs?actor=alice", nil); r.status != http.StatusOK {
+		t.Fatalf("GET /logs: got %d, want 200", r.status)
+	}
+	ngx.Stop() // flushes and closes the log
+	b, err := os.ReadFile(filepath.Join(ngx.Dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	if !strings.Contains(log, "GET /ui/ ") || !strings.Contains(log, "GET /logs ") {
+		t.Errorf("access log: got %q, want lines for GET /ui/ and GET /logs", log)
+	}
+	for _, leak := range []string{secret, "alice"} {
+		if strings.Contains(log, leak) {
+			t.Errorf("access log: got %q, want no %q from the query string", log, leak)
+		}
+	}
+}

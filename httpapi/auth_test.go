@@ -400,6 +400,59 @@ func TestOpenUntilFirstKey(t *testing.T) {
 	ts.as(t, "Bearer "+created.Key, "GET", "/keys", "").wantStatus(t, http.StatusOK)
 }
 
+// TestOpenOnlyForLoopbackHosts checks that a server open until its first
+// key (--auth auto on loopback) answers only requests addressed to a
+// loopback host. A page of another site can make the browser's requests
+// reach 127.0.0.1 by DNS rebinding, but their Host is then the site's name;
+// answering them would let the page read every record and make itself the
+// first admin key.
+func TestOpenOnlyForLoopbackHosts(t *testing.T) {
+	ts := MustOpenServer(t, serverConfig{Auth: &auth.Config{OpenWhileNoKeys: true}})
+	send := func(host string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("GET", ts.URL+"/logs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, host := range []string{"rebind.example", "rebind.example:8080", "10.0.0.1:8080"} {
+		if resp := send(host); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("Host %s: got %d %s, want 403 problem+json", host, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	for _, host := range []string{"localhost", "LOCALHOST:8080", "127.0.0.1:8080", "127.1.2.3", "[::1]:8080"} {
+		if resp := send(host); resp.StatusCode != http.StatusOK {
+			t.Errorf("Host %s: got %d, want 200", host, resp.StatusCode)
+		}
+	}
+}
+
+// TestKeyBodiesNeedJSON checks that POST /keys and POST /tokens take only
+// application/json. Another site's page may send a text/plain POST without
+// a preflight; on a server open until its first key (--auth auto), one
+// that created a key would lock the operator out with a key nobody knows.
+func TestKeyBodiesNeedJSON(t *testing.T) {
+	ts := MustOpenServer(t, serverConfig{Auth: &auth.Config{OpenWhileNoKeys: true}})
+	for path, body := range map[string]string{"/keys": `{"name":"x","scopes":["admin"]}`, "/tokens": `{"tenant":"A"}`} {
+		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
+			header := []string{}
+			if ct != "" {
+				header = append(header, "Content-Type", ct)
+			}
+			ts.do(t, "POST", path, body, header...).problem(t, http.StatusUnsupportedMediaType)
+		}
+	}
+	// Still open: no key was made.
+	ts.post(t, eventJSON("still-open", 1)).wantStatus(t, http.StatusCreated)
+}
+
 // TestKeyRoutes creates, lists and revokes a key over HTTP, mints a viewer
 // token, and checks that each change is in the log without the secret.
 func TestKeyRoutes(t *testing.T) {

@@ -3,8 +3,10 @@ package httpapi
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/trail-audit/trail"
@@ -53,11 +55,28 @@ func appendNDJSON(buf []byte, e *trail.Entry) []byte {
 	return append(buf, '\n')
 }
 
+// appendCSV reads the row from the record's bytes: a store's List fills an
+// entry's Record only as far as its index goes (trail.Reader), which leaves
+// out request_id and key_id.
 func appendCSV(buf []byte, e *trail.Entry) []byte {
-	t := e.TargetOrZero()
-	return csvRow(buf, []string{e.ID, e.Log, strconv.FormatInt(e.Seq, 10),
-		e.ReceivedAt.Format(time.RFC3339Nano), e.Time.Format(time.RFC3339Nano), e.Tenant, e.Actor.ID, e.Actor.Type,
-		e.Action, t.ID, t.Type, e.Source.Service, e.Outcome, e.RequestID, e.KeyID})
+	var r trail.Record
+	if json.Unmarshal(e.Bytes, &r) != nil {
+		r = e.Record // stored bytes are JSON; never reached
+	}
+	t := r.TargetOrZero()
+	fields := []string{r.ID, r.Log, strconv.FormatInt(r.Seq, 10),
+		r.ReceivedAt.Format(time.RFC3339Nano), r.Time.Format(time.RFC3339Nano), r.Tenant, r.Actor.ID, r.Actor.Type,
+		r.Action, t.ID, t.Type, r.Source.Service, r.Outcome, r.RequestID, r.KeyID}
+	// A field a spreadsheet would read as a formula (a leading =, +, -, @,
+	// tab or CR) gets a leading quote, as OWASP advises against CSV
+	// injection: producers choose these values, and auditors open the
+	// export in a spreadsheet. The NDJSON download keeps them verbatim.
+	for i, f := range fields {
+		if f != "" && strings.IndexByte("=+-@\t\r", f[0]) >= 0 {
+			fields[i] = "'" + f
+		}
+	}
+	return csvRow(buf, fields)
 }
 
 // csvRow appends one CSV record (RFC 4180, CRLF) to buf.

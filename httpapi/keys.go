@@ -42,8 +42,16 @@ type keyRequest struct {
 	Rate    float64       `json:"rate"`
 }
 
-// decodeStrict decodes a small JSON body, refusing unknown fields.
+// decodeStrict decodes a small JSON body, refusing unknown fields and any
+// Content-Type but application/json: a page of another site can send a
+// text/plain POST without a CORS preflight, and on a server that is open
+// (--auth off, or auto before its first key) nothing else would stop it.
 func (s *server) decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	if kind, err := requestBodyKind(r.Header); err != nil {
+		return err
+	} else if kind != bodyJSON {
+		return trail.Errorf(trail.EUNSUPPORTED, "Content-Type %q is not supported here; send application/json", r.Header.Get("Content-Type"))
+	}
 	h := hold{b: &s.bodies}
 	defer h.release() // decoded before it returns
 	body, err := s.readBody(w, r, &h)

@@ -108,3 +108,49 @@ func TestLogsDownload(t *testing.T) {
 	}
 	ts.do(t, "GET", "/logs?format=xml", "").problem(t, http.StatusBadRequest)
 }
+
+// TestCSVDownloadHasEveryColumn checks the columns a store's List need
+// not fill from its index (trail.Reader): request_id and key_id come from
+// the record's bytes.
+func TestCSVDownloadHasEveryColumn(t *testing.T) {
+	ts := MustOpenAuthServer(t, "sqlite")
+	w := ts.mustKey(t, trail.Key{Scopes: []trail.Scope{trail.ScopeWrite, trail.ScopeRead}})
+	ts.as(t, w, "POST", "/logs", `{"action":"a.b","actor":{"id":"u"},"source":{"service":"s"},"request_id":"req-7"}`).wantStatus(t, http.StatusCreated)
+	resp := ts.as(t, w, "GET", "/logs?format=csv&action=a.b", "")
+	resp.wantStatus(t, http.StatusOK)
+	rows, err := csv.NewReader(strings.NewReader(string(resp.body))).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("CSV: got %d rows, %v; want a header and 1 record", len(rows), err)
+	}
+	keyID, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(w, "Bearer "), "trail_"), "_")
+	want := map[string]string{"request_id": "req-7", "key_id": keyID, "actor.id": "u", "source.service": "s"}
+	for i, col := range rows[0] {
+		if v, ok := want[col]; ok && rows[1][i] != v {
+			t.Errorf("column %s: got %q, want %q", col, rows[1][i], v)
+		}
+	}
+}
+
+// TestCSVDownloadDefusesFormulas checks that a cell a producer chose cannot
+// run as a formula in the spreadsheet an auditor opens the export in
+// (OWASP "CSV injection"): a leading =, +, - or @ gets a quote.
+func TestCSVDownloadDefusesFormulas(t *testing.T) {
+	ts := MustOpenServer(t, serverConfig{})
+	ts.post(t, `{"action":"a.b","actor":{"id":"=HYPERLINK(\"http://x.example\",\"y\")","type":"+1"},`+
+		`"target":{"id":"@SUM(A1)","type":"-2"},"source":{"service":"=svc"},"request_id":"plain=text"}`).wantStatus(t, http.StatusCreated)
+	resp := ts.do(t, "GET", "/logs?format=csv", "")
+	resp.wantStatus(t, http.StatusOK)
+	rows, err := csv.NewReader(strings.NewReader(string(resp.body))).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("CSV: got %d rows, %v; want a header and 1 record", len(rows), err)
+	}
+	want := map[string]string{
+		"actor.id": `'=HYPERLINK("http://x.example","y")`, "actor.type": "'+1", "target.id": "'@SUM(A1)",
+		"target.type": "'-2", "source.service": "'=svc", "request_id": "plain=text", "action": "a.b",
+	}
+	for i, col := range rows[0] {
+		if w, ok := want[col]; ok && rows[1][i] != w {
+			t.Errorf("column %s: got %q, want %q", col, rows[1][i], w)
+		}
+	}
+}

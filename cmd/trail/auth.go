@@ -69,7 +69,7 @@ func authConfig(ctx context.Context, cfg *serveConfig, addr net.Addr, store trai
 			"Create the first admin key (with the server stopped):\n\n  %s\n\nthen start trail again, or pass --auth off (TRAIL_AUTH=off) to run open on purpose", addr, bootstrapHint(cfg))
 	default:
 		ac.OpenWhileNoKeys = true
-		logger.Warn("trail: open: no API key exists and " + addr.String() + " is loopback, so every request is allowed until the first key is created (POST /keys, or: " + bootstrapHint(cfg) + ")")
+		logger.Warn("trail: open: no API key exists and " + addr.String() + " is loopback, so every request for a loopback host (localhost, 127.0.0.1) is allowed until the first key is created (POST /keys, or: " + bootstrapHint(cfg) + ")")
 	}
 	return ac, nil
 }

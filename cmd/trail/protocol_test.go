@@ -23,14 +23,14 @@ func TestProtocolErrors(t *testing.T) {
 		problem bool   // problem+json
 		ct      string // else this Content-Type, written by net/http before any handler
 	}{
-		{"double slash", "GET /logs//evt-1 HTTP/1.1\r\nHost: t\r\n\r\n", 400, true, ""},
-		{"dot dot", "GET /logs/../x HTTP/1.1\r\nHost: t\r\n\r\n", 400, true, ""},
+		{"double slash", "GET /logs//evt-1 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, true, ""},
+		{"dot dot", "GET /logs/../x HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, true, ""},
 		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405, true, ""},
-		{"header too large", "GET /logs HTTP/1.1\r\nHost: t\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\n\r\n", 431, false, "text/plain; charset=utf-8"},
-		{"duplicate Content-Length", "POST /logs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, false, "text/plain; charset=utf-8"},
-		{"Transfer-Encoding gzip", "POST /logs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n", 501, false, "text/plain; charset=utf-8"},
-		{"bad Expect", "POST /logs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nExpect: bogus\r\nContent-Length: 2\r\n\r\n{}", 417, false, ""},
-		{"100-continue", "POST /logs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+		{"header too large", "GET /logs HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\n\r\n", 431, false, "text/plain; charset=utf-8"},
+		{"duplicate Content-Length", "POST /logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, false, "text/plain; charset=utf-8"},
+		{"Transfer-Encoding gzip", "POST /logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n", 501, false, "text/plain; charset=utf-8"},
+		{"bad Expect", "POST /logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: bogus\r\nContent-Length: 2\r\n\r\n{}", 417, false, ""},
+		{"100-continue", "POST /logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
 			strconv.Itoa(len(event)) + "\r\n\r\n" + event, 201, false, "application/json"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +58,7 @@ func TestProtocolErrors(t *testing.T) {
 			}
 		})
 	}
-	if resp, body := testserver.Raw(t, p.URL, "GET /logs HTTP/1.1\r\nHost: t\r\n\r\n"); resp.StatusCode != http.StatusOK {
+	if resp, body := testserver.Raw(t, p.URL, "GET /logs HTTP/1.1\r\nHost: localhost\r\n\r\n"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /logs after the probes: got %d %s, want 200", resp.StatusCode, body)
 	}
 }
