@@ -30,7 +30,7 @@ func TestMaxConnections(t *testing.T) {
 	for range 2 {
 		conn := dial(t, p.URL)
 		// An answer proves the server accepted it; keep-alive keeps it.
-		fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: trail\r\n\r\n")
+		fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {

@@ -124,14 +124,20 @@ func TestMemoryUnderAttack(t *testing.T) {
 	for range 100 {
 		conn := dial(t, p.URL)
 		conns = append(conns, conn)
-		fmt.Fprintf(conn, "POST /logs HTTP/1.1\r\nHost: trail\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[", 10<<20)
+		fmt.Fprintf(conn, "POST /logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[", 10<<20)
 	}
 	// Exports to readers that read a little, then stop.
 	for range 4 {
 		conn := dial(t, p.URL)
 		conns = append(conns, conn)
-		fmt.Fprintf(conn, "GET /export?to=end HTTP/1.1\r\nHost: trail\r\n\r\n")
-		io.ReadFull(conn, make([]byte, 4096))
+		fmt.Fprintf(conn, "GET /export?to=end HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		// A deadline, so that an answer shorter than this (an error) fails
+		// the test rather than hanging it.
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.ReadFull(conn, make([]byte, 4096)); err != nil {
+			t.Fatalf("export: read the first 4096 bytes: %v", err)
+		}
+		conn.SetReadDeadline(time.Time{})
 	}
 	// Pages of 1,000 large records, six at a time.
 	for range 6 {
