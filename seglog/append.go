@@ -34,7 +34,8 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 	if err := s.backpressure(ctx); err != nil {
 		return err
 	}
-	if err := s.duplicates(ctx, entries); err != nil {
+	hs, err := s.duplicates(ctx, entries)
+	if err != nil {
 		return err
 	}
 	first := entries[0].Seq
@@ -55,6 +56,7 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 		s.buf = nil // a rare huge batch does not pin its buffer
 	}
 	g := s.segs[len(s.segs)-1]
+	s.addIDs(hs) // before the tail, which the indexer empties
 	s.tail.add(entries, g, offs)
 	s.size.Store(first + int64(len(entries)))
 	select {
@@ -136,28 +138,30 @@ func (s *Store) alone(first int64) error {
 	return nil
 }
 
-// duplicates refuses a batch that repeats an id or holds a stored one.
-func (s *Store) duplicates(ctx context.Context, entries []*trail.Entry) error {
+// duplicates refuses a batch that repeats an id or holds a stored one; it
+// returns the hashes of the ids.
+func (s *Store) duplicates(ctx context.Context, entries []*trail.Entry) ([]int64, error) {
 	first := entries[0].Seq
 	ids := make([]string, len(entries))
 	seen := make(map[string]bool, len(entries))
 	for i, e := range entries {
 		if seen[e.ID] {
-			return fmt.Errorf("seglog: append at seq %d: id %q appears twice in the batch; nothing was stored: %w", first, e.ID, trail.ErrDuplicateID)
+			return nil, fmt.Errorf("seglog: append at seq %d: id %q appears twice in the batch; nothing was stored: %w", first, e.ID, trail.ErrDuplicateID)
 		}
 		seen[e.ID] = true
 		ids[i] = e.ID
 	}
-	stored, err := s.lookup(context.WithoutCancel(ctx), ids, false)
+	hs := make([]int64, len(ids))
+	stored, err := s.lookup(context.WithoutCancel(ctx), ids, hs, false)
 	if err != nil {
-		return fmt.Errorf("seglog: append at seq %d: looking up the ids: %w: %v", first, trail.ErrUnavailable, err)
+		return nil, fmt.Errorf("seglog: append at seq %d: looking up the ids: %w: %v", first, trail.ErrUnavailable, err)
 	}
 	for _, e := range entries {
 		if p := stored[e.ID]; p != nil {
-			return fmt.Errorf("seglog: append at seq %d: id %q is already stored (log %s, seq %d); nothing was stored: %w", first, e.ID, p.Log, p.Seq, trail.ErrDuplicateID)
+			return nil, fmt.Errorf("seglog: append at seq %d: id %q is already stored (log %s, seq %d); nothing was stored: %w", first, e.ID, p.Log, p.Seq, trail.ErrDuplicateID)
 		}
 	}
-	return nil
+	return hs, nil
 }
 
 // write appends b to the active segment and syncs it. If either fails, it

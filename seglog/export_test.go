@@ -7,3 +7,10 @@ func SetBulkRebuild(n int64) int64 {
 	bulkRebuild = n
 	return old
 }
+
+// IDFilterReady reports whether lookups use the id filter, which is not
+// the case while it is rebuilt from the index.
+func (s *Store) IDFilterReady() bool { return s.idsReady.Load() }
+
+// FilterFile is the id filter's file in the index directory.
+const FilterFile = filterFile

@@ -139,14 +139,18 @@ func (s *Store) indexLoop() {
 	for {
 		select {
 		case <-s.stop:
-			s.indexTail()
+			if s.indexTail() == nil {
+				s.saveIDs(true)
+			}
 			return
 		case <-s.wake:
 		case <-retry:
 		}
 		select {
 		case <-s.stop:
-			s.indexTail()
+			if s.indexTail() == nil {
+				s.saveIDs(true)
+			}
 			return
 		case <-s.flush:
 		case <-time.After(s.cfg.IndexInterval):
@@ -157,6 +161,7 @@ func (s *Store) indexLoop() {
 			retry = time.After(time.Second)
 		} else {
 			s.setIndexErr(nil)
+			s.saveIDs(false)
 		}
 	}
 }

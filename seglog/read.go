@@ -23,7 +23,7 @@ func (s *Store) Get(ctx context.Context, id string) (*trail.Entry, error) {
 		}
 		return e, nil
 	}
-	m, err := s.lookup(ctx, []string{id}, true)
+	m, err := s.lookup(ctx, []string{id}, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("seglog: get %q: %w", id, err)
 	}
@@ -35,7 +35,7 @@ func (s *Store) Get(ctx context.Context, id string) (*trail.Entry, error) {
 
 // Lookup returns the stored entries with the ids. See trail.Store.
 func (s *Store) Lookup(ctx context.Context, ids []string) (map[string]*trail.Entry, error) {
-	m, err := s.lookup(ctx, ids, true)
+	m, err := s.lookup(ctx, ids, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("seglog: lookup: %w", err)
 	}
@@ -47,11 +47,18 @@ const maxParams = 500
 
 // lookup finds ids in the tail and then in the index: in that order, since
 // the indexer drops records from the tail only after it has committed
-// them. Each index hit is read from the log and its id checked.
-func (s *Store) lookup(ctx context.Context, ids []string, copyTail bool) (map[string]*trail.Entry, error) {
+// them. The index is asked only for ids the id filter may hold (Append
+// adds ids to it before the tail). Each index hit is read from the log
+// and its id checked. If hs is not nil, lookup sets hs[i] to ids[i]'s
+// hash.
+func (s *Store) lookup(ctx context.Context, ids []string, hs []int64, copyTail bool) (map[string]*trail.Entry, error) {
 	m := make(map[string]*trail.Entry)
 	want := make(map[int64][]string)
-	for _, id := range ids {
+	for i, id := range ids {
+		h := idHash(id)
+		if hs != nil {
+			hs[i] = h
+		}
 		if te := s.tail.get(id); te != nil {
 			e := te.e
 			if copyTail {
@@ -61,19 +68,21 @@ func (s *Store) lookup(ctx context.Context, ids []string, copyTail bool) (map[st
 			m[id] = e
 			continue
 		}
-		h := idHash(id)
+		if !s.mayBeStored(h) {
+			continue
+		}
 		want[h] = append(want[h], id)
 	}
 	if len(want) == 0 {
 		return m, nil
 	}
-	hs := make([]any, 0, len(want))
+	args := make([]any, 0, len(want))
 	for h := range want {
-		hs = append(hs, h)
+		args = append(args, h)
 	}
-	for len(hs) > 0 {
-		n := min(len(hs), maxParams)
-		err := s.indexRows(ctx, "SELECT seq, off, idh FROM records WHERE idh IN (?"+strings.Repeat(", ?", n-1)+")", hs[:n], func(e *trail.Entry, idh int64) {
+	for len(args) > 0 {
+		n := min(len(args), maxParams)
+		err := s.indexRows(ctx, "SELECT seq, off, idh FROM records WHERE idh IN (?"+strings.Repeat(", ?", n-1)+")", args[:n], func(e *trail.Entry, idh int64) {
 			for _, id := range want[idh] {
 				if e.ID == id {
 					m[id] = e
@@ -83,7 +92,7 @@ func (s *Store) lookup(ctx context.Context, ids []string, copyTail bool) (map[st
 		if err != nil {
 			return nil, err
 		}
-		hs = hs[n:]
+		args = args[n:]
 	}
 	return m, nil
 }

@@ -15,6 +15,7 @@
 //
 //	log/00000000000000000000.seg   segments, named by their first seq
 //	index/index.db                 the derived index; delete it to rebuild
+//	index/ids.filter               a Bloom filter of the ids, derived too
 //	state.db                       log name, checkpoints, keys
 package seglog
 
@@ -92,6 +93,11 @@ type Store struct {
 	state *state
 	ix    *index
 
+	ids      *idFilter   // the id hashes of every record, once idsReady
+	idsReady atomic.Bool // false while ids is rebuilt from the index
+	idsMark  int64       // the mark of the filter file; the indexer's
+	bg       sync.WaitGroup
+
 	wake    chan struct{}
 	flush   chan struct{} // ends the indexer's wait for a batch
 	stop    chan struct{}
@@ -148,7 +154,11 @@ func (s *Store) open() error {
 	}
 	s.indexed.Store(s.ix.watermark)
 	s.tail.start = s.ix.watermark
-	return s.catchUp()
+	if err := s.catchUp(); err != nil {
+		return err
+	}
+	s.loadIDs()
+	return nil
 }
 
 // openLog lists the segments, recovers the active one's tail and opens it
@@ -253,6 +263,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.stopped
+	s.bg.Wait()
 	if err := s.closeFiles(); err != nil {
 		return fmt.Errorf("seglog: close: %w", err)
 	}
