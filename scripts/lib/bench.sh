@@ -26,7 +26,7 @@ start_server() {
 	shift
 	"$bin" serve --addr 127.0.0.1:0 --data "$data" --log-format json "$@" >"$tmp/out" 2>"$tmp/err" &
 	pid=$!
-	for _ in $(seq 200); do
+	for _ in $(seq 600); do
 		grep -q 'listening on' "$tmp/out" && break
 		sleep 0.05
 	done
