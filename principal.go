@@ -28,6 +28,10 @@ type Principal struct {
 	// Viewer is true for a viewer token rather than a key.
 	Viewer bool
 
+	// TokenID is a viewer token's own id (its jti), which its rate is
+	// charged to; "" for a key.
+	TokenID string
+
 	// Open is true when authentication is off: every scope, no bindings.
 	Open bool
 }

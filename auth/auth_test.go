@@ -264,6 +264,45 @@ func TestAuthenticateViewerToken(t *testing.T) {
 	}
 }
 
+// TestViewerTokenRate checks that each viewer token has its own bucket of
+// auth.ViewerRate requests a second: a token has no key id to charge, and
+// a leaked one must not read at unbounded speed.
+func TestViewerTokenRate(t *testing.T) {
+	s := MustOpenKeys(t)
+	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	a := auth.New(auth.Config{Keys: s, Now: clk.Now})
+	principal := func() *trail.Principal {
+		t.Helper()
+		tok, _, err := a.MintToken(t.Context(), "acme", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := a.Authenticate(t.Context(), "Bearer "+tok, "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p, other := principal(), principal()
+	burst := int(2 * auth.ViewerRate)
+	for i := range burst {
+		if err := a.Allow(p, 1); err != nil {
+			t.Fatalf("request %d of a burst of %d: got %v, want nil", i, burst, err)
+		}
+	}
+	var rl *trail.RateLimitError
+	if err := a.Allow(p, 1); !errors.As(err, &rl) || rl.Policy != "viewer" {
+		t.Fatalf("request %d: got %v, want a RateLimitError of policy viewer", burst+1, err)
+	}
+	if err := a.Allow(other, 1); err != nil {
+		t.Errorf("another token: got %v, want nil", err)
+	}
+	clk.Add(time.Second)
+	if err := a.Allow(p, 1); err != nil {
+		t.Errorf("a second later: got %v, want nil", err)
+	}
+}
+
 func TestAuthenticateFailureLimit(t *testing.T) {
 	s := MustOpenKeys(t)
 	a := auth.New(auth.Config{Keys: s})

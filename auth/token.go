@@ -31,6 +31,11 @@ const (
 	MaxTokenTTL     = time.Hour
 )
 
+// ViewerRate is every viewer token's rate in requests a second, with a
+// burst of twice as many (as a key's rate): ample for a person paging
+// through the viewer, and a bound on what a leaked token can read.
+const ViewerRate = 20
+
 // maxTenantLen is the longest tenant an event may name.
 const maxTenantLen = 1024
 
@@ -79,7 +84,8 @@ func tokenMAC(secret []byte, payload string) []byte {
 }
 
 // ParseToken verifies a viewer token with secret at now and returns its
-// principal: scope read, bound to the token's tenant. A token that is
+// principal: scope read, bound to the token's tenant, limited to
+// ViewerRate. A token that is
 // malformed, forged or expired is trail.ErrUnauthorized.
 func ParseToken(secret []byte, token string, now time.Time) (*trail.Principal, error) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
@@ -107,5 +113,5 @@ func ParseToken(secret []byte, token string, now time.Time) (*trail.Principal, e
 	if now.Unix() >= c.Exp {
 		return nil, trail.ErrUnauthorized
 	}
-	return &trail.Principal{Scopes: []trail.Scope{trail.ScopeRead}, Tenant: c.Tenant, Viewer: true}, nil
+	return &trail.Principal{Scopes: []trail.Scope{trail.ScopeRead}, Tenant: c.Tenant, Viewer: true, TokenID: c.JTI, Rate: ViewerRate}, nil
 }
