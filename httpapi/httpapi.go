@@ -159,7 +159,7 @@ func (s *server) routes() {
 	s.route("/checkpoint", methods{"GET": {Public, s.handleCheckpointGet}})
 	s.route("/checkpoint/key", methods{"GET": {Public, s.handleCheckpointKey}})
 	s.route("/whoami", methods{"GET": {read, s.handleWhoami}})
-	s.route("/session", methods{"POST": {read, s.handleSessionCreate}, "DELETE": {read, s.handleSessionDelete}})
+	s.route("/session", methods{"POST": {read, s.handleSessionCreate}, "DELETE": {Public, s.handleSessionDelete}})
 	s.route("/healthz", methods{"GET": {Public, s.handleHealthz}})
 	s.route("/readyz", methods{"GET": {Public, s.handleReadyz}})
 	s.route("/metrics", methods{"GET": {trail.ScopeMetrics, s.handleMetrics}})
