@@ -59,9 +59,10 @@ type Config struct {
 	// Heartbeat is how often an idle stream sends a comment (default
 	// DefaultHeartbeat).
 	Heartbeat time.Duration
-	// UI, if set, serves the viewer at /ui/ (package ui); it is not an API
-	// route and authenticates nothing itself.
-	UI http.Handler
+	// UI, if set, makes the handler of the viewer at /ui/ (package ui),
+	// given the server's problem+json writer for the viewer's own errors;
+	// it is not an API route and authenticates nothing itself.
+	UI func(problem func(http.ResponseWriter, *http.Request, error)) http.Handler
 
 	// Observer is told of requests, authentication failures and rate
 	// limits, for metrics (default: nobody).
@@ -133,7 +134,7 @@ func New(cfg Config) http.Handler {
 	s.log = slog.New(contextHandler{s.log.Handler()})
 	s.routes()
 	if cfg.UI != nil {
-		s.mux.Handle("/ui/", cfg.UI)
+		s.mux.Handle("/ui/", cfg.UI(s.error))
 	}
 	return s
 }
@@ -195,7 +196,7 @@ func (s *server) methodNotAllowed(allow string) http.HandlerFunc {
 		if strings.HasPrefix(r.URL.Path, "/logs") {
 			msg = "records are immutable: " + msg
 		}
-		s.error(w, r, trail.Errorf(codeMethodNotAllowed, "%s", msg))
+		s.error(w, r, trail.Errorf(trail.EMETHOD, "%s", msg))
 	}
 }
 
