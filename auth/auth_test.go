@@ -303,6 +303,29 @@ func TestViewerTokenRate(t *testing.T) {
 	}
 }
 
+// TestAuthenticateStoreDown checks that a store that cannot be read makes
+// Authenticate answer EUNAVAILABLE (503, retry), as its comment promises:
+// not 401, since the credential may well be good, and not 500.
+func TestAuthenticateStoreDown(t *testing.T) {
+	for name, tt := range map[string]struct {
+		cfg    auth.Config
+		header func(s *sqlite.Store) string
+	}{
+		"open until the first key": {auth.Config{OpenWhileNoKeys: true}, func(*sqlite.Store) string { return "" }},
+		"a key":                    {auth.Config{}, func(s *sqlite.Store) string { return "Bearer " + MustCreateKey(t, s, time.Now(), nil) }},
+		"a viewer token":           {auth.Config{}, func(*sqlite.Store) string { return "Bearer trailtok.e30.AAAA" }},
+	} {
+		s := MustOpenKeys(t)
+		h := tt.header(s)
+		tt.cfg.Keys = s
+		a := auth.New(tt.cfg)
+		s.Close()
+		if _, err := a.Authenticate(t.Context(), h, "c1"); trail.ErrorCode(err) != trail.EUNAVAILABLE {
+			t.Errorf("%s with the store closed: got %v (code %s), want EUNAVAILABLE", name, err, trail.ErrorCode(err))
+		}
+	}
+}
+
 func TestAuthenticateFailureLimit(t *testing.T) {
 	s := MustOpenKeys(t)
 	a := auth.New(auth.Config{Keys: s})
