@@ -125,6 +125,19 @@ func TestViewerToken(t *testing.T) {
 	if !p.Viewer || p.Tenant != "acme" || p.Has(trail.ScopeWrite) || !p.Has(trail.ScopeRead) {
 		t.Errorf("principal: got %+v, want a read-only viewer of acme", p)
 	}
+	// A token issued in the future, beyond the replicas' clock skew, was
+	// minted by a wrong clock or a leaked secret: it would outlive its TTL.
+	future, _, err := auth.MintToken(secret, "acme", now.Add(auth.MaxClockSkew+time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.ParseToken(secret, future, now); !errors.Is(err, trail.ErrUnauthorized) {
+		t.Errorf("issued %s ahead: got %v, want ErrUnauthorized", auth.MaxClockSkew+time.Second, err)
+	}
+	skewed, _, _ := auth.MintToken(secret, "acme", now.Add(auth.MaxClockSkew), 0)
+	if _, err := auth.ParseToken(secret, skewed, now); err != nil {
+		t.Errorf("issued %s ahead (within the skew): got %v, want nil", auth.MaxClockSkew, err)
+	}
 	i := strings.LastIndexByte(tok, '.')
 	flipped := []byte(tok)
 	flipped[i-3] ^= 1
