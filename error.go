@@ -18,6 +18,10 @@ const (
 	EUNAUTHORIZED = "unauthorized" // 401: no valid credential
 	EFORBIDDEN    = "forbidden"    // 403: the credential lacks a scope or breaks a binding
 	ERATELIMITED  = "rate_limited" // 429: over the key's rate or the failed-auth limit
+
+	// EMETHOD: the path exists, but not with this method (HTTP's 405,
+	// answered by httpapi and the viewer).
+	EMETHOD = "method_not_allowed"
 )
 
 // Error is trail's application error: a code callers can switch on and a

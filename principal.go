@@ -3,7 +3,9 @@ package trail
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -25,6 +27,10 @@ type Principal struct {
 
 	// Viewer is true for a viewer token rather than a key.
 	Viewer bool
+
+	// TokenID is a viewer token's own id (its jti), which its rate is
+	// charged to; "" for a key.
+	TokenID string
 
 	// Open is true when authentication is off: every scope, no bindings.
 	Open bool
@@ -185,3 +191,30 @@ func (e *RateLimitError) Error() string { return "trail: " + ERATELIMITED + ": "
 
 // Unwrap gives ErrorCode and ErrorMessage the code and the message.
 func (e *RateLimitError) Unwrap() error { return &Error{Code: ERATELIMITED, Message: e.Message} }
+
+// CheckHost refuses an open principal of an authenticating server (--auth
+// auto on loopback, open until the first key) a request addressed to a
+// host other than localhost or a loopback IP. A web page that reaches
+// 127.0.0.1 through DNS rebinding sends its own name as Host (or gRPC
+// authority), and must not read records or make itself the first admin
+// key. Every transport calls it after authenticating.
+func (p *Principal) CheckHost(host string) error {
+	if p == nil || !p.Open || LoopbackHost(host) {
+		return nil
+	}
+	return Errorf(EFORBIDDEN, "this server is open only while no API key exists and only to requests for a loopback host (localhost, 127.0.0.1, [::1]), not %q", host)
+}
+
+// LoopbackHost reports whether a request's Host names the loopback
+// interface: localhost or a loopback IP, with or without a port.
+func LoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -87,8 +87,8 @@ func New(cfg Config) *Authenticator {
 // value, sent from client (an address, for the failed-authentication
 // limit, which an empty header is not counted against). Every bad
 // credential, of whatever kind, is trail.ErrUnauthorized; a client past its
-// failures gets a *trail.RateLimitError; a store failure is returned as
-// such (a 503, not a 401, since the key may well be good).
+// failures gets a *trail.RateLimitError; a store that cannot be read gets
+// EUNAVAILABLE (a 503 to retry, not a 401, since the key may well be good).
 func (a *Authenticator) Authenticate(ctx context.Context, header, client string) (*trail.Principal, error) {
 	now := a.now()
 	if a.openWhileNoKeys {
@@ -153,7 +153,7 @@ func (a *Authenticator) noKeys(ctx context.Context, now time.Time) (bool, error)
 	}
 	keys, err := a.keys.ListKeys(ctx)
 	if err != nil {
-		return false, fmt.Errorf("auth: list keys: %w", err)
+		return false, unavailable("list keys", err)
 	}
 	a.mu.Lock()
 	a.hasKeys, a.keysAt = len(keys) > 0, now
@@ -184,7 +184,7 @@ func (a *Authenticator) key(ctx context.Context, id string, now time.Time) (*tra
 		k, err = nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("auth: read key: %w", err)
+		return nil, unavailable("read key", err)
 	}
 	a.mu.Lock()
 	// Unknown ids are cached too, so that a flood of made-up ids costs the
@@ -195,6 +195,18 @@ func (a *Authenticator) key(ctx context.Context, id string, now time.Time) (*tra
 	a.cache[id] = cachedKey{key: k, at: now}
 	a.mu.Unlock()
 	return k, nil
+}
+
+// unavailable wraps the store's failure to answer op as EUNAVAILABLE, 503
+// with Retry-After: the credential may well be good, so the client should
+// retry rather than be refused or told the server broke. The store's error
+// stays in the chain for the log. An error that already has a code, or a
+// canceled request, keeps its own.
+func unavailable(op string, err error) error {
+	if trail.ErrorCode(err) != trail.EINTERNAL || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("auth: %s: %w", op, err)
+	}
+	return fmt.Errorf("auth: %s: %w: %w", op, trail.Errorf(trail.EUNAVAILABLE, "the key store cannot be read; retry later"), err)
 }
 
 // touch records the key's use in the store, at most once per touchEvery per
@@ -230,7 +242,7 @@ func (a *Authenticator) TokenSecret(ctx context.Context) ([]byte, error) {
 	}
 	s, err := a.keys.TokenSecret(ctx, []byte(randomString(SecretLen, base62)))
 	if err != nil {
-		return nil, fmt.Errorf("auth: token secret: %w", err)
+		return nil, unavailable("token secret", err)
 	}
 	a.mu.Lock()
 	a.secret = s

@@ -125,6 +125,19 @@ func TestViewerToken(t *testing.T) {
 	if !p.Viewer || p.Tenant != "acme" || p.Has(trail.ScopeWrite) || !p.Has(trail.ScopeRead) {
 		t.Errorf("principal: got %+v, want a read-only viewer of acme", p)
 	}
+	// A token issued in the future, beyond the replicas' clock skew, was
+	// minted by a wrong clock or a leaked secret: it would outlive its TTL.
+	future, _, err := auth.MintToken(secret, "acme", now.Add(auth.MaxClockSkew+time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.ParseToken(secret, future, now); !errors.Is(err, trail.ErrUnauthorized) {
+		t.Errorf("issued %s ahead: got %v, want ErrUnauthorized", auth.MaxClockSkew+time.Second, err)
+	}
+	skewed, _, _ := auth.MintToken(secret, "acme", now.Add(auth.MaxClockSkew), 0)
+	if _, err := auth.ParseToken(secret, skewed, now); err != nil {
+		t.Errorf("issued %s ahead (within the skew): got %v, want nil", auth.MaxClockSkew, err)
+	}
 	i := strings.LastIndexByte(tok, '.')
 	flipped := []byte(tok)
 	flipped[i-3] ^= 1
@@ -261,6 +274,68 @@ func TestAuthenticateViewerToken(t *testing.T) {
 	p, err := b.Authenticate(t.Context(), "Bearer "+tok, "c1")
 	if err != nil || !p.Viewer || p.Tenant != "acme" {
 		t.Fatalf("token on another replica: got %+v, %v; want a viewer of acme", p, err)
+	}
+}
+
+// TestViewerTokenRate checks that each viewer token has its own bucket of
+// auth.ViewerRate requests a second: a token has no key id to charge, and
+// a leaked one must not read at unbounded speed.
+func TestViewerTokenRate(t *testing.T) {
+	s := MustOpenKeys(t)
+	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	a := auth.New(auth.Config{Keys: s, Now: clk.Now})
+	principal := func() *trail.Principal {
+		t.Helper()
+		tok, _, err := a.MintToken(t.Context(), "acme", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := a.Authenticate(t.Context(), "Bearer "+tok, "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p, other := principal(), principal()
+	burst := int(2 * auth.ViewerRate)
+	for i := range burst {
+		if err := a.Allow(p, 1); err != nil {
+			t.Fatalf("request %d of a burst of %d: got %v, want nil", i, burst, err)
+		}
+	}
+	var rl *trail.RateLimitError
+	if err := a.Allow(p, 1); !errors.As(err, &rl) || rl.Policy != "viewer" {
+		t.Fatalf("request %d: got %v, want a RateLimitError of policy viewer", burst+1, err)
+	}
+	if err := a.Allow(other, 1); err != nil {
+		t.Errorf("another token: got %v, want nil", err)
+	}
+	clk.Add(time.Second)
+	if err := a.Allow(p, 1); err != nil {
+		t.Errorf("a second later: got %v, want nil", err)
+	}
+}
+
+// TestAuthenticateStoreDown checks that a store that cannot be read makes
+// Authenticate answer EUNAVAILABLE (503, retry), as its comment promises:
+// not 401, since the credential may well be good, and not 500.
+func TestAuthenticateStoreDown(t *testing.T) {
+	for name, tt := range map[string]struct {
+		cfg    auth.Config
+		header func(s *sqlite.Store) string
+	}{
+		"open until the first key": {auth.Config{OpenWhileNoKeys: true}, func(*sqlite.Store) string { return "" }},
+		"a key":                    {auth.Config{}, func(s *sqlite.Store) string { return "Bearer " + MustCreateKey(t, s, time.Now(), nil) }},
+		"a viewer token":           {auth.Config{}, func(*sqlite.Store) string { return "Bearer trailtok.e30.AAAA" }},
+	} {
+		s := MustOpenKeys(t)
+		h := tt.header(s)
+		tt.cfg.Keys = s
+		a := auth.New(tt.cfg)
+		s.Close()
+		if _, err := a.Authenticate(t.Context(), h, "c1"); trail.ErrorCode(err) != trail.EUNAVAILABLE {
+			t.Errorf("%s with the store closed: got %v (code %s), want EUNAVAILABLE", name, err, trail.ErrorCode(err))
+		}
 	}
 }
 

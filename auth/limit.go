@@ -10,9 +10,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// KeyLimiter holds one token bucket per key: rate events per second with a
-// burst of twice as many (trail.Key.Rate). Buckets live in this process, so
-// a rate holds per replica (docs/SCALING.md).
+// KeyLimiter holds one token bucket per key or viewer token: rate events
+// per second with a burst of twice as many (trail.Key.Rate, ViewerRate).
+// Buckets live in this process, so a rate holds per replica
+// (docs/SCALING.md).
 type KeyLimiter struct {
 	mu  sync.Mutex
 	lim map[string]*rate.Limiter
@@ -27,27 +28,51 @@ func NewKeyLimiter() *KeyLimiter { return &KeyLimiter{lim: make(map[string]*rate
 // A batch larger than the burst is let through when the bucket is full, and
 // empties it, so that no batch is refused forever.
 func (l *KeyLimiter) Allow(p *trail.Principal, n int, now time.Time) error {
-	if p == nil || p.Rate <= 0 || p.KeyID == "" {
+	id, policy, what := "", "key", "key"
+	switch {
+	case p == nil || p.Rate <= 0:
+		return nil
+	case p.KeyID != "":
+		id = p.KeyID
+	case p.TokenID != "":
+		// Tokens and keys share the table; the prefix keeps their ids apart.
+		id, policy, what = "token:"+p.TokenID, "viewer", "viewer token"
+	default:
 		return nil
 	}
 	burst := max(1, int(math.Ceil(2*p.Rate)))
-	l.mu.Lock()
-	lim, ok := l.lim[p.KeyID]
-	if !ok || lim.Limit() != rate.Limit(p.Rate) {
-		lim = rate.NewLimiter(rate.Limit(p.Rate), burst)
-		l.lim[p.KeyID] = lim
-	}
-	l.mu.Unlock()
+	lim := l.limiter(id, p.Rate, burst, now)
 	n = min(max(n, 1), burst)
 	r := lim.ReserveN(now, n)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return &trail.RateLimitError{
-			Policy: "key", Quota: max(1, int(math.Ceil(p.Rate))), Window: time.Second, RetryAfter: d,
-			Message: fmt.Sprintf("this key is limited to %g events/s (burst %d); retry after %s", p.Rate, burst, d.Round(time.Millisecond)),
+			Policy: policy, Quota: max(1, int(math.Ceil(p.Rate))), Window: time.Second, RetryAfter: d,
+			Message: fmt.Sprintf("this %s is limited to %g events/s (burst %d); retry after %s", what, p.Rate, burst, d.Round(time.Millisecond)),
 		}
 	}
 	return nil
+}
+
+// limiter returns id's bucket. Every token minted adds one, so past
+// maxTrackedClients the full buckets are forgotten: one made again later
+// starts full, as they were.
+func (l *KeyLimiter) limiter(id string, r float64, burst int, now time.Time) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.lim[id]
+	if !ok || lim.Limit() != rate.Limit(r) {
+		if !ok && len(l.lim) >= maxTrackedClients {
+			for k, x := range l.lim {
+				if x.TokensAt(now) >= float64(x.Burst()) {
+					delete(l.lim, k)
+				}
+			}
+		}
+		lim = rate.NewLimiter(rate.Limit(r), burst)
+		l.lim[id] = lim
+	}
+	return lim
 }
 
 // Failed authentications a client address may make per minute.

@@ -31,6 +31,15 @@ const (
 	MaxTokenTTL     = time.Hour
 )
 
+// MaxClockSkew is how far ahead of this replica's clock a viewer token's
+// issue time may be: another replica minted it, and clocks differ.
+const MaxClockSkew = time.Minute
+
+// ViewerRate is every viewer token's rate in requests a second, with a
+// burst of twice as many (as a key's rate): ample for a person paging
+// through the viewer, and a bound on what a leaked token can read.
+const ViewerRate = 20
+
 // maxTenantLen is the longest tenant an event may name.
 const maxTenantLen = 1024
 
@@ -79,8 +88,10 @@ func tokenMAC(secret []byte, payload string) []byte {
 }
 
 // ParseToken verifies a viewer token with secret at now and returns its
-// principal: scope read, bound to the token's tenant. A token that is
-// malformed, forged or expired is trail.ErrUnauthorized.
+// principal: scope read, bound to the token's tenant, limited to
+// ViewerRate. A token that is
+// malformed, forged, expired or issued more than MaxClockSkew in the
+// future is trail.ErrUnauthorized.
 func ParseToken(secret []byte, token string, now time.Time) (*trail.Principal, error) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
 	if !ok {
@@ -104,8 +115,10 @@ func ParseToken(secret []byte, token string, now time.Time) (*trail.Principal, e
 	if dec.Decode(&c) != nil || c.V != 1 || c.Tenant == "" || c.Exp-c.IAT > int64(MaxTokenTTL/time.Second) {
 		return nil, trail.ErrUnauthorized
 	}
-	if now.Unix() >= c.Exp {
+	if now.Unix() >= c.Exp || c.IAT > now.Add(MaxClockSkew).Unix() {
+		// A token from the future came from a clock far off or a leaked
+		// secret; honouring it would stretch its life past MaxTokenTTL.
 		return nil, trail.ErrUnauthorized
 	}
-	return &trail.Principal{Scopes: []trail.Scope{trail.ScopeRead}, Tenant: c.Tenant, Viewer: true}, nil
+	return &trail.Principal{Scopes: []trail.Scope{trail.ScopeRead}, Tenant: c.Tenant, Viewer: true, TokenID: c.JTI, Rate: ViewerRate}, nil
 }

@@ -94,7 +94,7 @@ func (s *server) enter(ctx context.Context, procedure string, h http.Header, pee
 
 // principal authenticates the authorization metadata, or returns the open
 // principal when authentication is off. Failed attempts count against the
-// peer's IP, as on REST.
+// peer's IP, as on REST, and an open server answers only loopback hosts.
 func (s *server) principal(ctx context.Context, h http.Header, peer connect.Peer) (*trail.Principal, error) {
 	if s.auth == nil {
 		return trail.OpenPrincipal, nil
@@ -103,7 +103,15 @@ func (s *server) principal(ctx context.Context, h http.Header, peer connect.Peer
 	if err != nil {
 		host = peer.Addr
 	}
-	return s.auth.Authenticate(ctx, h.Get("Authorization"), host)
+	p, err := s.auth.Authenticate(ctx, h.Get("Authorization"), host)
+	if err == nil {
+		reqHost, _ := ctx.Value(hostKey{}).(string)
+		err = p.CheckHost(reqHost)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // allow charges n units to p's rate.

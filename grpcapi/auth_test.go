@@ -16,6 +16,7 @@ import (
 	"github.com/trail-audit/trail/internal/testserver"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -273,5 +274,31 @@ func TestSourceBinding(t *testing.T) {
 	audit := mustKey(t, s, trail.Key{Scopes: []trail.Scope{trail.ScopeAudit}})
 	if b := restGet(t, s, "/logs?actor=3", audit); !strings.Contains(string(b), `"source":{"service":"billing"}`) {
 		t.Errorf("record: got %s, want source.service billing", b)
+	}
+}
+
+// TestOpenOnlyForLoopbackHosts checks that a server open until its first
+// key answers gRPC calls only when addressed to a loopback host, as REST
+// does: a page that reaches 127.0.0.1 by DNS rebinding sends its own name
+// as the authority, and gRPC-Web and Connect are reachable from browsers.
+func TestOpenOnlyForLoopbackHosts(t *testing.T) {
+	s := MustOpenServer(t, testserver.Config{Auth: &auth.Config{OpenWhileNoKeys: true}})
+	target := strings.TrimPrefix(s.URL, "http://")
+	for authority, want := range map[string]string{
+		"rebind.example": "PermissionDenied",
+		"10.0.0.1:8080":  "PermissionDenied",
+		"localhost:8080": "OK",
+		"127.0.0.1":      "OK",
+		"[::1]:8080":     "OK",
+	} {
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := call(t.Context(), conn, "/trail.v1.TrailService/List", &trailv1.ListRequest{})
+		conn.Close()
+		if got != want {
+			t.Errorf("authority %s: got %s, want %s", authority, got, want)
+		}
 	}
 }

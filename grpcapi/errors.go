@@ -36,6 +36,7 @@ var codes = map[string]struct {
 	trail.EUNAUTHORIZED: {connect.CodeUnauthenticated, false},
 	trail.EFORBIDDEN:    {connect.CodePermissionDenied, false},
 	trail.ERATELIMITED:  {connect.CodeResourceExhausted, true},
+	trail.EMETHOD:       {connect.CodeUnimplemented, false},
 	codeNotCovered:      {connect.CodeNotFound, true},
 }
 

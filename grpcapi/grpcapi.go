@@ -156,10 +156,15 @@ func (m *mux) handle(prefix string, h http.Handler) {
 // table through this handler.
 func (m *mux) Unwrap() http.Handler { return m.rest }
 
+// hostKey is the context key of the request's Host.
+type hostKey struct{}
+
 func (m *mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, p := range m.prefixes {
 		if strings.HasPrefix(r.URL.Path, p) {
-			m.grpc.ServeHTTP(w, r)
+			// connect hides the Host (the gRPC authority); the guard needs
+			// it to refuse DNS rebinding (trail.Principal.CheckHost).
+			m.grpc.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), hostKey{}, r.Host)))
 			return
 		}
 	}

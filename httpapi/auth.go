@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/trail-audit/trail"
@@ -98,27 +97,13 @@ func (s *server) principal(r *http.Request) (*trail.Principal, error) {
 	}
 	p, err := s.auth.Authenticate(r.Context(), h, clientAddr(r))
 	s.observeRefusal(err)
-	if err == nil && p.Open && !loopbackHost(r.Host) {
-		// Open until the first key only on a loopback address; a request
-		// that reached it under another name came through DNS rebinding
-		// from some web page, which must not read or make itself admin.
-		return nil, trail.Errorf(trail.EFORBIDDEN, "this server is open only while no API key exists and only to requests for a loopback host (localhost, 127.0.0.1, [::1]), not %q", r.Host)
+	if err == nil {
+		err = p.CheckHost(r.Host)
 	}
-	return p, err
-}
-
-// loopbackHost reports whether a request's Host names the loopback
-// interface: localhost or a loopback IP, with or without a port.
-func loopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if err != nil {
+		return nil, err
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return p, nil
 }
 
 // allow charges n units to p's rate.

@@ -111,7 +111,7 @@ func TestRouteMatrix(t *testing.T) {
 		"GET /logs/{id}/proof":   ``,
 		"GET /export":            ``,
 	}
-	public := []string{"GET /checkpoint", "GET /checkpoint/key", "GET /healthz", "GET /readyz", "GET /openapi.json"}
+	public := []string{"GET /checkpoint", "GET /checkpoint/key", "GET /healthz", "GET /readyz", "GET /openapi.json", "DELETE /session"}
 	routes := httpapi.Routes(ts.Config.Handler)
 	if len(routes) < 12 {
 		t.Fatalf("Routes: got %d routes, want the full table", len(routes))

@@ -59,9 +59,10 @@ type Config struct {
 	// Heartbeat is how often an idle stream sends a comment (default
 	// DefaultHeartbeat).
 	Heartbeat time.Duration
-	// UI, if set, serves the viewer at /ui/ (package ui); it is not an API
-	// route and authenticates nothing itself.
-	UI http.Handler
+	// UI, if set, makes the handler of the viewer at /ui/ (package ui),
+	// given the server's problem+json writer for the viewer's own errors;
+	// it is not an API route and authenticates nothing itself.
+	UI func(problem func(http.ResponseWriter, *http.Request, error)) http.Handler
 
 	// Observer is told of requests, authentication failures and rate
 	// limits, for metrics (default: nobody).
@@ -133,7 +134,7 @@ func New(cfg Config) http.Handler {
 	s.log = slog.New(contextHandler{s.log.Handler()})
 	s.routes()
 	if cfg.UI != nil {
-		s.mux.Handle("/ui/", cfg.UI)
+		s.mux.Handle("/ui/", cfg.UI(s.error))
 	}
 	return s
 }
@@ -159,7 +160,7 @@ func (s *server) routes() {
 	s.route("/checkpoint", methods{"GET": {Public, s.handleCheckpointGet}})
 	s.route("/checkpoint/key", methods{"GET": {Public, s.handleCheckpointKey}})
 	s.route("/whoami", methods{"GET": {read, s.handleWhoami}})
-	s.route("/session", methods{"POST": {read, s.handleSessionCreate}, "DELETE": {read, s.handleSessionDelete}})
+	s.route("/session", methods{"POST": {read, s.handleSessionCreate}, "DELETE": {Public, s.handleSessionDelete}})
 	s.route("/healthz", methods{"GET": {Public, s.handleHealthz}})
 	s.route("/readyz", methods{"GET": {Public, s.handleReadyz}})
 	s.route("/metrics", methods{"GET": {trail.ScopeMetrics, s.handleMetrics}})
@@ -195,7 +196,7 @@ func (s *server) methodNotAllowed(allow string) http.HandlerFunc {
 		if strings.HasPrefix(r.URL.Path, "/logs") {
 			msg = "records are immutable: " + msg
 		}
-		s.error(w, r, trail.Errorf(codeMethodNotAllowed, "%s", msg))
+		s.error(w, r, trail.Errorf(trail.EMETHOD, "%s", msg))
 	}
 }
 

@@ -19,7 +19,7 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request) {
 		r2 := *r
 		r2.URL = &u
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		s.error(w, &r2, trail.Errorf(codeMethodNotAllowed, "method CONNECT is not allowed: trail is not a proxy"))
+		s.error(w, &r2, trail.Errorf(trail.EMETHOD, "method CONNECT is not allowed: trail is not a proxy"))
 		return
 	}
 	p := r.URL.EscapedPath()

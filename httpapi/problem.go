@@ -12,8 +12,6 @@ import (
 
 // Codes the HTTP layer adds to trail's own.
 const (
-	// codeMethodNotAllowed: the path exists but not with this method.
-	codeMethodNotAllowed = "method_not_allowed"
 	// codeNotCovered: the record exists, but no signed checkpoint covers it
 	// yet, so there is no proof to give; retry after the next checkpoint.
 	codeNotCovered = "not_covered"
@@ -28,18 +26,18 @@ var codes = map[string]struct {
 	status int
 	title  string
 }{
-	trail.EINVALID:       {http.StatusBadRequest, "Invalid request"},
-	trail.ETOOLARGE:      {http.StatusRequestEntityTooLarge, "Request too large"},
-	trail.EUNSUPPORTED:   {http.StatusUnsupportedMediaType, "Unsupported media type"},
-	trail.ENOTFOUND:      {http.StatusNotFound, "Not found"},
-	trail.ECONFLICT:      {http.StatusConflict, "Id already used by other content"},
-	trail.EUNAVAILABLE:   {http.StatusServiceUnavailable, "Unavailable; retry later"},
-	trail.EINTERNAL:      {http.StatusInternalServerError, "Internal error"},
-	trail.EUNAUTHORIZED:  {http.StatusUnauthorized, "Unauthorized"},
-	trail.EFORBIDDEN:     {http.StatusForbidden, "Forbidden"},
-	trail.ERATELIMITED:   {http.StatusTooManyRequests, "Too many requests"},
-	codeMethodNotAllowed: {http.StatusMethodNotAllowed, "Method not allowed"},
-	codeNotCovered:       {http.StatusNotFound, "Not yet covered by a signed checkpoint"},
+	trail.EINVALID:      {http.StatusBadRequest, "Invalid request"},
+	trail.ETOOLARGE:     {http.StatusRequestEntityTooLarge, "Request too large"},
+	trail.EUNSUPPORTED:  {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	trail.ENOTFOUND:     {http.StatusNotFound, "Not found"},
+	trail.ECONFLICT:     {http.StatusConflict, "Id already used by other content"},
+	trail.EUNAVAILABLE:  {http.StatusServiceUnavailable, "Unavailable; retry later"},
+	trail.EINTERNAL:     {http.StatusInternalServerError, "Internal error"},
+	trail.EUNAUTHORIZED: {http.StatusUnauthorized, "Unauthorized"},
+	trail.EFORBIDDEN:    {http.StatusForbidden, "Forbidden"},
+	trail.ERATELIMITED:  {http.StatusTooManyRequests, "Too many requests"},
+	trail.EMETHOD:       {http.StatusMethodNotAllowed, "Method not allowed"},
+	codeNotCovered:      {http.StatusNotFound, "Not yet covered by a signed checkpoint"},
 }
 
 // error answers with err as problem+json. Internal errors are logged in full

@@ -48,9 +48,16 @@ func (s *server) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 	s.writeWhoami(w, r)
 }
 
-// handleSessionDelete clears the session cookie.
+// handleSessionDelete clears the session cookie. It is public, so that a
+// viewer whose credential expired or was revoked can still sign out: it
+// changes only the caller's own cookie. A request that carries the cookie
+// still needs CSRFHeader, so that another site cannot sign the viewer out.
 func (s *server) handleSessionDelete(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if _, err := credential(r); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	http.SetCookie(w, sessionCookie("", -1))
 	w.WriteHeader(http.StatusNoContent)
 }

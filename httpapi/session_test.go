@@ -154,3 +154,27 @@ func TestCSVDownloadDefusesFormulas(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionDeleteWithDeadCredential checks that DELETE /session clears
+// the cookie whatever the credential inside it has become: a viewer whose
+// key was revoked, or whose cookie holds nonsense, must still be able to
+// sign out. It changes only the caller's own cookie, but still needs the
+// CSRF header, so that another site cannot sign the viewer out.
+func TestSessionDeleteWithDeadCredential(t *testing.T) {
+	ts := MustOpenAuthServer(t, "sqlite")
+	cookie := func(header string) string { return httpapi.SessionCookie + "=" + strings.TrimPrefix(header, "Bearer ") }
+	for name, cookie := range map[string]string{
+		"expired":  cookie(ts.mustExpiredKey(t)),
+		"revoked":  cookie(ts.mustRevokedKey(t)),
+		"nonsense": httpapi.SessionCookie + "=trail_nonsense",
+	} {
+		if p := ts.do(t, "DELETE", "/session", "", "Cookie", cookie).problem(t, http.StatusForbidden); !strings.Contains(p.Detail, httpapi.CSRFHeader) {
+			t.Errorf("%s cookie, no %s: got %q, want it named", name, httpapi.CSRFHeader, p.Detail)
+		}
+		resp := ts.do(t, "DELETE", "/session", "", "Cookie", cookie, httpapi.CSRFHeader, "1")
+		resp.wantStatus(t, http.StatusNoContent)
+		if c, err := http.ParseSetCookie(resp.header.Get("Set-Cookie")); err != nil || c.MaxAge >= 0 {
+			t.Errorf("%s cookie: Set-Cookie got %q, want one that deletes the cookie", name, resp.header.Get("Set-Cookie"))
+		}
+	}
+}

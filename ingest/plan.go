@@ -80,12 +80,23 @@ func planRequest(preps []*trail.Prepared, stored, taken map[string]*trail.Entry,
 			if prev == own[p.ID] {
 				return nil, outcome{err: trail.Errorf(trail.ECONFLICT, "id %q appears twice in the batch with different content; nothing was stored", p.ID)}
 			}
-			return nil, outcome{err: trail.Errorf(trail.ECONFLICT, "id %q is already stored with other content (log %s, seq %d); ids are forever, choose a new one", p.ID, prev.Log, prev.Seq)}
+			return nil, outcome{err: conflict(p, prev)}
 		}
 		o.refs[j] = prev
 	}
 	o.created = len(mine) > 0
 	return mine, o
+}
+
+// conflict is the error of p, whose id prev already holds with other
+// content. It names prev's place only to a writer of prev's tenant: ids are
+// unique across tenants, so a tenant-bound key can learn that an id is
+// taken (docs/SECURITY.md), but not where another tenant's record lies.
+func conflict(p *trail.Prepared, prev *trail.Entry) error {
+	if prev.Tenant != p.Tenant {
+		return trail.Errorf(trail.ECONFLICT, "id %q is already taken; choose a new one", p.ID)
+	}
+	return trail.Errorf(trail.ECONFLICT, "id %q is already stored with other content (log %s, seq %d); ids are forever, choose a new one", p.ID, prev.Log, prev.Seq)
 }
 
 // earlier returns the entry that already holds p's id, stored or taken

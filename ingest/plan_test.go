@@ -14,6 +14,13 @@ import (
 // conflict and with one n a replay. An empty id is a server-made one.
 func prep(tb testing.TB, id string, n int) *trail.Prepared {
 	tb.Helper()
+	return prepIn(tb, "", id, n)
+}
+
+// prepIn prepares an event of tenant, as a tenant-bound key's event
+// arrives once trail.Principal.CheckEvents has filled its tenant.
+func prepIn(tb testing.TB, tenant, id string, n int) *trail.Prepared {
+	tb.Helper()
 	idField := ""
 	if id != "" {
 		idField = fmt.Sprintf(`"id":%q,`, id)
@@ -22,6 +29,7 @@ func prep(tb testing.TB, id string, n int) *trail.Prepared {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	e.Tenant = tenant
 	p, err := trail.Prepare(e, time.Unix(1700000000, 0), func() string { return fmt.Sprintf("server-%d", n) })
 	if err != nil {
 		tb.Fatal(err)
@@ -128,5 +136,30 @@ func TestPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlanConflictAcrossTenants checks that a conflict with another
+// tenant's record does not name where that record is: its writer could not
+// read it, so its log and seq are none of its business. A conflict within
+// one tenant still names them, to help the producer find its mistake.
+func TestPlanConflictAcrossTenants(t *testing.T) {
+	stored := map[string]*trail.Entry{"a": prepIn(t, "A", "a", 1).Entry("main", 7)}
+	for _, tt := range []struct {
+		tenant string
+		want   string
+	}{
+		{"B", `id "a" is already taken; choose a new one`},
+		{"", `id "a" is already taken; choose a new one`},
+		{"A", `id "a" is already stored with other content (log main, seq 7)`},
+	} {
+		_, outs := plan([][]*trail.Prepared{{prepIn(t, tt.tenant, "a", 2)}}, stored, 10, "main")
+		err := outs[0].result().err
+		if trail.ErrorCode(err) != trail.ECONFLICT || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("tenant %q: got %v, want ECONFLICT: %s", tt.tenant, err, tt.want)
+		}
+		if tt.tenant != "A" && strings.Contains(err.Error(), "seq") {
+			t.Errorf("tenant %q: got %v, want no log or seq", tt.tenant, err)
+		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+
+	"github.com/trail-audit/trail"
 )
 
 //go:embed index.html static
@@ -24,6 +26,12 @@ type Config struct {
 	// FrameAncestors is the CSP frame-ancestors source list: which pages
 	// may embed the viewer in a frame. "" means 'none'.
 	FrameAncestors string
+
+	// Problem answers the viewer's errors (a missing file, a method other
+	// than GET or HEAD) as every other answer of the server is: httpapi's
+	// problem+json writer, which internal/node passes in. nil answers in
+	// plain text.
+	Problem func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // New returns the handler of /ui/ and everything under it.
@@ -40,8 +48,10 @@ func New(cfg Config) http.Handler {
 		fa = "'none'"
 	}
 	h := &handler{
-		page:   page.Bytes(),
-		static: http.StripPrefix("/ui/static/", http.FileServerFS(static)),
+		page:    page.Bytes(),
+		files:   static,
+		problem: cfg.Problem,
+		static:  http.StripPrefix("/ui/static/", http.FileServerFS(static)),
 		csp: "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 			"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors " + fa,
 	}
@@ -49,9 +59,11 @@ func New(cfg Config) http.Handler {
 }
 
 type handler struct {
-	page   []byte
-	static http.Handler
-	csp    string
+	page    []byte
+	files   fs.FS // static's files
+	static  http.Handler
+	csp     string
+	problem func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +74,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		hd.Set("Allow", "GET, HEAD")
-		http.Error(w, "the viewer is read-only", http.StatusMethodNotAllowed)
+		h.error(w, r, trail.Errorf(trail.EMETHOD, "method %s is not allowed on %s: the viewer is read-only; allowed: GET, HEAD", r.Method, r.URL.Path))
 		return
 	}
 	switch {
@@ -71,12 +83,33 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Cache-Control", "no-store")
 		hd.Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(h.page)
-	case strings.HasPrefix(r.URL.Path, "/ui/static/"):
+	case strings.HasPrefix(r.URL.Path, "/ui/static/") && h.isFile(strings.TrimPrefix(r.URL.Path, "/ui/static/")):
 		hd.Set("Cache-Control", "no-cache")
 		h.static.ServeHTTP(w, r)
 	default:
-		http.NotFound(w, r)
+		h.error(w, r, trail.Errorf(trail.ENOTFOUND, "the viewer has no %s; it is at /ui/", r.URL.Path))
 	}
+}
+
+// isFile reports whether name is one of the static files. The file server
+// would answer a missing one, or a directory listing, itself and not as a
+// problem.
+func (h *handler) isFile(name string) bool {
+	st, err := fs.Stat(h.files, name)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// error answers err through Config.Problem, or in plain text without one.
+func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
+	if h.problem != nil {
+		h.problem(w, r, err)
+		return
+	}
+	status := http.StatusNotFound
+	if trail.ErrorCode(err) == trail.EMETHOD {
+		status = http.StatusMethodNotAllowed
+	}
+	http.Error(w, trail.ErrorMessage(err), status)
 }
 
 // assetVersion is a short hash of every static file.

@@ -72,3 +72,36 @@ func TestOff(t *testing.T) {
 		t.Errorf("GET /ui/ with the viewer off: got %d, want 404", resp.StatusCode)
 	}
 }
+
+// TestProblems checks that the viewer's errors are problem+json, as every
+// other answer of the server is, with the project's codes.
+func TestProblems(t *testing.T) {
+	srv := testserver.MustOpen(t, testserver.Config{UI: &ui.Config{}})
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/ui/nothing", http.StatusNotFound, "not_found"},
+		{"GET", "/ui/static/nothing.js", http.StatusNotFound, "not_found"},
+		{"GET", "/ui/static/", http.StatusNotFound, "not_found"}, // no directory listing
+		{"POST", "/ui/", http.StatusMethodNotAllowed, "method_not_allowed"},
+	} {
+		req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), `"code":"`+tt.code+`"`) {
+			t.Errorf("%s %s: got %d %s %s, want %d problem+json with code %s", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), b, tt.status, tt.code)
+		}
+		if tt.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s %s: Allow got %q, want GET, HEAD", tt.method, tt.path, resp.Header.Get("Allow"))
+		}
+	}
+}

@@ -133,7 +133,11 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("authentication is on, but the store cannot keep API keys")
 	}
 	if cfg.UI != nil {
-		hc.UI = ui.New(*cfg.UI)
+		uc := *cfg.UI
+		hc.UI = func(problem func(http.ResponseWriter, *http.Request, error)) http.Handler {
+			uc.Problem = problem
+			return ui.New(uc)
+		}
 	}
 	n.Handler = grpcapi.Handler(gc, httpapi.New(hc))
 	return n, nil
