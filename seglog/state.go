@@ -14,32 +14,6 @@ import (
 	"github.com/trail-audit/trail/internal/sqlkeys"
 )
 
-// stateSchema holds what the log cannot rebuild: the log's name, the
-// checkpoints and (sqlkeys.Schema) the API keys. Triggers keep meta and the
-// checkpoints append-only.
-const stateSchema = `
-CREATE TABLE IF NOT EXISTS meta (
-	key   TEXT PRIMARY KEY,
-	value TEXT NOT NULL
-) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-	id      INTEGER PRIMARY KEY,
-	log     TEXT NOT NULL,
-	size    INTEGER NOT NULL,
-	note    BLOB NOT NULL,
-	created INTEGER NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints (log, size);
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'trail: checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'trail: checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
-BEGIN SELECT RAISE(ABORT, 'trail: meta is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
-BEGIN SELECT RAISE(ABORT, 'trail: meta is append-only'); END;
-`
-
 // state is the synced SQLite file of checkpoints and keys. Writes are rare
 // (a checkpoint a second at most) and go through w, one connection.
 type state struct {
@@ -76,7 +50,7 @@ func openState(path, log string) (*state, error) {
 	}
 	st.w.SetMaxOpenConns(1)
 	ctx := context.Background()
-	if _, err := st.w.ExecContext(ctx, stateSchema+sqlkeys.Schema); err != nil {
+	if _, err := st.w.ExecContext(ctx, sqlkeys.StateSchema+sqlkeys.Schema); err != nil {
 		st.close()
 		return nil, fmt.Errorf("%s: create schema: %w", path, err)
 	}

@@ -80,15 +80,11 @@ const walAutocheckpoint = 8192
 // readCols are the columns reads select, in the order query scans them.
 const readCols = recordCols
 
-// schema creates the tables, indexes and triggers. Empty optional fields are
+// schema creates the records table, its indexes and triggers (the meta and
+// checkpoints tables are sqlkeys.StateSchema). Empty optional fields are
 // stored as NULL, so that the partial indexes on tenant and target skip the
 // records that have none.
 const schema = `
-CREATE TABLE IF NOT EXISTS meta (
-	key   TEXT PRIMARY KEY,
-	value TEXT NOT NULL
-) STRICT, WITHOUT ROWID;
-
 CREATE TABLE IF NOT EXISTS records (
 	seq         INTEGER PRIMARY KEY,
 	log         TEXT NOT NULL,
@@ -114,28 +110,10 @@ CREATE INDEX IF NOT EXISTS records_actor ON records (actor, time);
 CREATE INDEX IF NOT EXISTS records_action ON records (action, time);
 CREATE INDEX IF NOT EXISTS records_target ON records (target, time) WHERE target IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS checkpoints (
-	id      INTEGER PRIMARY KEY,
-	log     TEXT NOT NULL,
-	size    INTEGER NOT NULL,
-	note    BLOB NOT NULL,
-	created INTEGER NOT NULL
-) STRICT;
-
-CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints (log, size);
-
 CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'trail: records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
 BEGIN SELECT RAISE(ABORT, 'trail: records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'trail: checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'trail: checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
-BEGIN SELECT RAISE(ABORT, 'trail: meta is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
-BEGIN SELECT RAISE(ABORT, 'trail: meta is append-only'); END;
 `
 
 // Open opens the database file at cfg.Path, creating it with the schema if
@@ -248,7 +226,7 @@ func (s *Store) init(ctx context.Context) (err error) {
 			s.wc.ExecContext(ctx, "ROLLBACK")
 		}
 	}()
-	if _, err := s.wc.ExecContext(ctx, schema+sqlkeys.Schema); err != nil {
+	if _, err := s.wc.ExecContext(ctx, sqlkeys.StateSchema+schema+sqlkeys.Schema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	var log string

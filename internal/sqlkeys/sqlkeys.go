@@ -179,3 +179,29 @@ func TokenSecret(ctx context.Context, pkg string, db DB, candidate []byte) ([]by
 	}
 	return []byte(v), nil
 }
+
+// StateSchema holds the state both embedded stores keep beside their
+// records and must sync: the meta table (the log's name) and the signed
+// checkpoints. Triggers keep both append-only.
+const StateSchema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+	id      INTEGER PRIMARY KEY,
+	log     TEXT NOT NULL,
+	size    INTEGER NOT NULL,
+	note    BLOB NOT NULL,
+	created INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints (log, size);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'trail: checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'trail: checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
+BEGIN SELECT RAISE(ABORT, 'trail: meta is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
+BEGIN SELECT RAISE(ABORT, 'trail: meta is append-only'); END;
+`
