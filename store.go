@@ -2,6 +2,7 @@ package trail
 
 import (
 	"context"
+	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -99,4 +100,31 @@ func ReadHashes(indexes []int64, getHashes func(seqs []int64) (map[int64][]tlog.
 		out[i] = hs[levels[i]]
 	}
 	return out, nil
+}
+
+// CheckAppend applies Append's rules on seqs, log and hashes for a store
+// that holds one log of size records: entries MUST belong to log, start at
+// size and be dense, and carry the stored hashes their seqs create. A first
+// seq below size is ErrFenced. The embedded stores call it; errors name the
+// entry, and the caller adds its own prefix.
+func CheckAppend(log string, size int64, entries []*Entry) error {
+	first := entries[0].Seq
+	if first < size {
+		return fmt.Errorf("append at seq %d: log %q already has %d records: %w", first, log, size, ErrFenced)
+	}
+	if first > size {
+		return fmt.Errorf("append at seq %d: log %q has %d records; seqs must start at the size", first, log, size)
+	}
+	for i, e := range entries {
+		if e.Log != log {
+			return fmt.Errorf("append: entry %d is of log %q; this store holds log %q", i, e.Log, log)
+		}
+		if e.Seq != first+int64(i) {
+			return fmt.Errorf("append: entry %d has seq %d, want %d; seqs must be dense", i, e.Seq, first+int64(i))
+		}
+		if want := tlog.StoredHashCount(e.Seq+1) - tlog.StoredHashCount(e.Seq); int64(len(e.Hashes)) != want {
+			return fmt.Errorf("append: entry %d (seq %d) has %d stored hashes, want %d", i, e.Seq, len(e.Hashes), want)
+		}
+	}
+	return nil
 }

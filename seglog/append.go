@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/trail-audit/trail"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Append writes entries' frames to the active segment in one write and
@@ -28,8 +27,8 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 	if s.broken != nil {
 		return fmt.Errorf("seglog: append: %w: %v", trail.ErrUnavailable, s.broken)
 	}
-	if err := s.check(entries); err != nil {
-		return err
+	if err := trail.CheckAppend(s.log, s.size.Load(), entries); err != nil {
+		return fmt.Errorf("seglog: %w", err)
 	}
 	if err := s.backpressure(ctx); err != nil {
 		return err
@@ -93,30 +92,6 @@ func (s *Store) backpressure(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("seglog: append: waiting for the indexer: %w", ctx.Err())
 		case <-time.After(time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// check applies Append's rules on seqs, log and hashes.
-func (s *Store) check(entries []*trail.Entry) error {
-	size := s.size.Load()
-	first := entries[0].Seq
-	if first < size {
-		return fmt.Errorf("seglog: append at seq %d: log %q already has %d records: %w", first, s.log, size, trail.ErrFenced)
-	}
-	if first > size {
-		return fmt.Errorf("seglog: append at seq %d: log %q has %d records; seqs must start at the size", first, s.log, size)
-	}
-	for i, e := range entries {
-		if e.Log != s.log {
-			return fmt.Errorf("seglog: append: entry %d is of log %q; this store holds log %q", i, e.Log, s.log)
-		}
-		if e.Seq != first+int64(i) {
-			return fmt.Errorf("seglog: append: entry %d has seq %d, want %d; seqs must be dense", i, e.Seq, first+int64(i))
-		}
-		if want := tlog.StoredHashCount(e.Seq+1) - tlog.StoredHashCount(e.Seq); int64(len(e.Hashes)) != want {
-			return fmt.Errorf("seglog: append: entry %d (seq %d) has %d stored hashes, want %d", i, e.Seq, len(e.Hashes), want)
 		}
 	}
 	return nil

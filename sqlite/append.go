@@ -34,24 +34,8 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 	if s.closed {
 		return fmt.Errorf("sqlite: append: %w", errClosed)
 	}
-	size := s.size.Load()
-	first := entries[0].Seq
-	if first < size {
-		return fmt.Errorf("sqlite: append at seq %d: log %q already has %d records: %w", first, s.log, size, trail.ErrFenced)
-	}
-	if first > size {
-		return fmt.Errorf("sqlite: append at seq %d: log %q has %d records; seqs must start at the size", first, s.log, size)
-	}
-	for i, e := range entries {
-		if e.Log != s.log {
-			return fmt.Errorf("sqlite: append: entry %d is of log %q; this file holds log %q", i, e.Log, s.log)
-		}
-		if e.Seq != first+int64(i) {
-			return fmt.Errorf("sqlite: append: entry %d has seq %d, want %d; seqs must be dense", i, e.Seq, first+int64(i))
-		}
-		if want := tlog.StoredHashCount(e.Seq+1) - tlog.StoredHashCount(e.Seq); int64(len(e.Hashes)) != want {
-			return fmt.Errorf("sqlite: append: entry %d (seq %d) has %d stored hashes, want %d", i, e.Seq, len(e.Hashes), want)
-		}
+	if err := trail.CheckAppend(s.log, s.size.Load(), entries); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
 
 	// Once the transaction begins it runs to its end, commit or rollback:
@@ -63,7 +47,7 @@ func (s *Store) Append(ctx context.Context, entries []*trail.Entry) error {
 		}
 		return s.appendError(bg, entries, err)
 	}
-	s.size.Store(first + int64(len(entries)))
+	s.size.Store(entries[0].Seq + int64(len(entries)))
 	return nil
 }
 
