@@ -23,7 +23,8 @@
 # A TRAIL_TEST_MONGODB_URI already set names a server to use instead of
 # starting one. With CI=true the tests fail, not skip, when a server or tool
 # they need is missing. FerretDB is stopped by its PID on exit. Last, with no
-# arguments, every fuzz target runs for FUZZTIME (default 10s) each.
+# arguments, every fuzz target runs for FUZZTIME (default 100000x: a count of
+# executions, not a duration; see the fuzzing section) each.
 set -Eeuo pipefail
 
 # Pinned: staticcheck v0.8.2 is release 2026.2.2, the newest, and supports Go 1.26.
@@ -299,16 +300,39 @@ go test -race -count=1 -timeout 10m "$@" "${pkgs[@]}"
 end
 
 # --- fuzzing ---------------------------------------------------------------
-# Every fuzz target runs for a bounded time (FUZZTIME, default 10s); a crash
-# fails the run, and go test saves the input under testdata/fuzz/ for a
-# regression seed. Skipped when arguments narrow the run.
-if (($# == 0)) && [[ ${FUZZTIME:-10s} != 0 ]]; then
-	begin "go test -fuzz, ${FUZZTIME:-10s} per target"
+# Every fuzz target runs for a bounded budget (FUZZTIME); a crash fails the
+# run, and go test saves the input under testdata/fuzz/ for a regression seed.
+# Skipped when arguments narrow the run.
+#
+# The default budget is a count of executions, not a duration. With a
+# duration, Go 1.26's fuzz coordinator can fail a target at the deadline with
+# a bare "context deadline exceeded" and no input (go.dev/issue/75804, fixed
+# in Go 1.27); a count sets no deadline, so a loaded machine only runs slower.
+# If a duration is given anyway, a failure that wrote no new input and printed
+# only that message is reported as the known race, not as a finding.
+fuzztime=${FUZZTIME:-100000x}
+if (($# == 0)) && [[ $fuzztime != 0 ]]; then
+	begin "go test -fuzz, $fuzztime per target"
 	while IFS=: read -r file name; do
 		dir=./$(dirname "$file")
+		corpus=$dir/testdata/fuzz/$name
+		before=$( (ls "$corpus" 2>/dev/null || true) | wc -l)
 		say "fuzz $name in $dir"
-		go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-10s}" -parallel 2 "$dir" ||
-			die "fuzz target $name in $dir failed; the failing input is saved under $dir/testdata/fuzz/$name"
+		log=$(mktemp)
+		# pipefail: the pipeline fails when go test does.
+		if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel 2 "$dir" 2>&1 | tee "$log" >&2; then
+			rm -f "$log"
+			continue
+		fi
+		after=$( (ls "$corpus" 2>/dev/null || true) | wc -l)
+		if ((after == before)) && grep -q '^    context deadline exceeded$' "$log" &&
+			! grep -q -E 'panic:|Failing input written' "$log"; then
+			warn "fuzz target $name stopped with Go's fuzztime deadline race (go.dev/issue/75804) and wrote no input; not a finding"
+			rm -f "$log"
+			continue
+		fi
+		rm -f "$log"
+		die "fuzz target $name in $dir failed; the failing input is saved under $corpus"
 	done < <(git grep -o -E '^func Fuzz[A-Za-z0-9_]+' -- '*_test.go' | sed 's/func //')
 	end
 fi
