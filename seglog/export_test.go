@@ -14,3 +14,11 @@ func (s *Store) IDFilterReady() bool { return s.idsReady.Load() }
 
 // FilterFile is the id filter's file in the index directory.
 const FilterFile = filterFile
+
+// SetBlockSize sets how many records a block of List's index holds, and
+// returns the old value. An index of blocks of another size is rebuilt.
+func SetBlockSize(n int64) int64 {
+	old := blockSize
+	blockSize = n
+	return old
+}

@@ -16,12 +16,15 @@ import (
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 )
 
-// The index is one row per record, keyed by seq, with its strings
-// dictionary-encoded, and the offset of its frame. The id index holds a
-// 64-bit hash of the id, not the id: reads check the id against the record
-// bytes, which keeps the id index exact and small and turns an index that
-// disagrees with the log into an error rather than a wrong answer.
-// dict row 0 is the empty string, which every absent field refers to.
+// The index has two parts. The id index is one row per record, keyed by
+// seq: a 64-bit hash of the id, and the offset of the record's frame. It
+// holds the hash, not the id: reads check the id against the record bytes,
+// which keeps the id index exact and small and turns an index that
+// disagrees with the log into an error rather than a wrong answer. List's
+// index is blocks of records' query columns with a summary each
+// (blocks.go), not an entry per record. The dictionary numbers the strings
+// of the fields with few values (tenant, action, types, source, outcome);
+// row 0 is the empty string, which every absent field refers to.
 const indexSchema = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
@@ -33,34 +36,22 @@ CREATE TABLE IF NOT EXISTS dict (
 ) STRICT;
 INSERT OR IGNORE INTO dict (id, s) VALUES (0, '');
 CREATE TABLE IF NOT EXISTS records (
-	seq         INTEGER PRIMARY KEY,
-	idh         INTEGER NOT NULL,
-	time        INTEGER NOT NULL,
-	off         INTEGER NOT NULL,
-	tenant      INTEGER NOT NULL,
-	actor       INTEGER NOT NULL,
-	actor_type  INTEGER NOT NULL,
-	action      INTEGER NOT NULL,
-	target      INTEGER NOT NULL,
-	target_type INTEGER NOT NULL,
-	source      INTEGER NOT NULL,
-	outcome     INTEGER NOT NULL
+	seq INTEGER PRIMARY KEY,
+	idh INTEGER NOT NULL,
+	off INTEGER NOT NULL
 ) STRICT;
-` + secondaryIndexes
+` + blocksSchema + secondaryIndexes
 
 // secondaryIndexes are the index entries of each row. A full rebuild drops
 // them, loads the rows and creates them again, which sorts once instead of
 // inserting row by row.
 const secondaryIndexes = `
 CREATE INDEX IF NOT EXISTS records_idh ON records (idh);
-CREATE INDEX IF NOT EXISTS records_time ON records (time);
-CREATE INDEX IF NOT EXISTS records_tenant ON records (tenant, time);
-CREATE INDEX IF NOT EXISTS records_actor ON records (actor, time);
 `
 
 // dropIndexes drops the secondary indexes, for a bulk load.
 func (ix *index) dropIndexes(ctx context.Context) error {
-	_, err := ix.wc.ExecContext(ctx, "DROP INDEX IF EXISTS records_idh; DROP INDEX IF EXISTS records_time; DROP INDEX IF EXISTS records_tenant; DROP INDEX IF EXISTS records_actor;")
+	_, err := ix.wc.ExecContext(ctx, "DROP INDEX IF EXISTS records_idh;")
 	return err
 }
 
@@ -71,7 +62,7 @@ func (ix *index) createIndexes(ctx context.Context) error {
 }
 
 // indexVersion names the schema; an index of another version is rebuilt.
-const indexVersion = "2"
+const indexVersion = "3"
 
 // index is the derived index file. Its writer connection belongs to the
 // indexer (and to Open's catch-up before it).
@@ -84,6 +75,10 @@ type index struct {
 	dict      map[string]int64
 	stmts     map[string]*sql.Stmt
 	args      []any
+
+	blocks blockSet
+	cur    *blockBuilder // the block being filled: the indexer's
+	buf    []byte
 }
 
 // openIndex opens the index in dir. An index that cannot be opened, is of
@@ -188,7 +183,7 @@ func (ix *index) init(ctx context.Context, log string, size int64) error {
 	if ix.watermark, err = strconv.ParseInt(m["watermark"], 10, 64); err != nil || ix.watermark > size || ix.watermark < 0 {
 		return fmt.Errorf("the index claims %s records; the log holds %d", m["watermark"], size)
 	}
-	return nil
+	return ix.loadBlocks(ctx)
 }
 
 func (ix *index) close() error {
@@ -219,15 +214,20 @@ func idHash(id string) int64 {
 const rowsPerInsert = 64
 
 // insert indexes entries, which follow the watermark, and moves the
-// watermark past them, in one unsynced transaction.
+// watermark past them, in one unsynced transaction: the id index rows, the
+// blocks they fill, and the watermark. The blocks are published to List
+// once committed.
 func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int64) (err error) {
 	if _, err := ix.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
+	cur, curLen := ix.cur, len(ix.cur.rows)
 	defer func() {
 		if err != nil {
 			ix.wc.ExecContext(ctx, "ROLLBACK")
 			clear(ix.dict) // it may hold ids of the rolled-back rows
+			cur.truncate(curLen)
+			ix.cur = cur
 		}
 	}()
 	for off := 0; off < len(entries); {
@@ -241,6 +241,36 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 		}
 		off += n
 	}
+	var metas []*blockMeta
+	for i, e := range entries {
+		r := blockRow{time: e.Time.UnixNano(), off: offs[i]}
+		for j, v := range fieldValues(e) {
+			if hashed[j] {
+				r.f[j] = strHash(v)
+				continue
+			}
+			d, err := ix.dictID(ctx, v)
+			if err != nil {
+				return err
+			}
+			r.f[j] = uint64(d)
+		}
+		ix.cur.add(r)
+		if ix.cur.full() {
+			m, err := ix.putBlock(ctx, ix.cur)
+			if err != nil {
+				return err
+			}
+			metas, ix.cur = append(metas, m), newBlockBuilder(ix.cur.first+blockSize)
+		}
+	}
+	if len(ix.cur.rows) > 0 {
+		m, err := ix.putBlock(ctx, ix.cur)
+		if err != nil {
+			return err
+		}
+		metas = append(metas, m)
+	}
 	mark := entries[len(entries)-1].Seq + 1
 	if _, err := ix.wc.ExecContext(ctx, "UPDATE meta SET value = ? WHERE key = 'watermark'", strconv.FormatInt(mark, 10)); err != nil {
 		return err
@@ -249,6 +279,7 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 		return err
 	}
 	ix.watermark = mark
+	ix.blocks.publish(metas)
 	return nil
 }
 
@@ -259,10 +290,9 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 // ROLLBACK let SQLite skip the statement journal of a multi-row INSERT (a
 // tenth of the indexer's CPU); the last rowid is checked against the seq.
 func (ix *index) insertRows(ctx context.Context, entries []*trail.Entry, offs []int64, withSeq bool) error {
-	row := "(?,?,?,?,?,?,?,?,?,?,?)"
-	cols := "idh, time, off, tenant, actor, actor_type, action, target, target_type, source, outcome"
+	row, cols := "(?,?)", "idh, off"
 	if withSeq {
-		row, cols = "(?,?,?,?,?,?,?,?,?,?,?,?)", "seq, "+cols
+		row, cols = "(?,?,?)", "seq, "+cols
 	}
 	st, err := ix.stmt(ctx, "INSERT OR ROLLBACK INTO records ("+cols+") VALUES "+strings.Repeat(row+", ", len(entries)-1)+row)
 	if err != nil {
@@ -270,18 +300,10 @@ func (ix *index) insertRows(ctx context.Context, entries []*trail.Entry, offs []
 	}
 	args := ix.args[:0]
 	for i, e := range entries {
-		tg := e.TargetOrZero()
 		if withSeq {
 			args = append(args, e.Seq)
 		}
-		args = append(args, idHash(e.ID), e.Time.UnixNano(), offs[i])
-		for _, v := range [...]string{e.Tenant, e.Actor.ID, e.Actor.Type, e.Action, tg.ID, tg.Type, e.Source.Service, e.Outcome} {
-			d, err := ix.dictID(ctx, v)
-			if err != nil {
-				return err
-			}
-			args = append(args, d)
-		}
+		args = append(args, idHash(e.ID), offs[i])
 	}
 	ix.args = args
 	res, err := st.ExecContext(ctx, args...)

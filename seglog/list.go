@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/trail-audit/trail"
@@ -22,41 +21,43 @@ import (
 // that were appended after it was taken.
 func (s *Store) List(ctx context.Context, f *trail.Filter) ([]*trail.Entry, error) {
 	start, tl := s.tail.snapshot()
-	var keys []listKey
-	q, args, ok, err := s.listQuery(ctx, f, start)
-	if err == nil && ok {
-		keys, err = s.listKeys(ctx, q, args)
-	}
+	q, ok, err := s.blockQuery(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("seglog: list: %w", err)
 	}
+	src := &keySource{s: s, f: f, q: q, before: start, done: !ok}
 	var tail []*trail.Entry
 	for _, te := range tl {
 		if s.matches(f, te.e) {
 			tail = append(tail, te.e)
 		}
 	}
-	order := func(t1, s1, t2, s2 int64) int {
-		c := cmp.Or(cmp.Compare(t1, t2), cmp.Compare(s1, s2))
-		if f.Desc {
-			return -c
-		}
-		return c
-	}
-	slices.SortFunc(tail, func(a, b *trail.Entry) int { return order(a.Time.UnixNano(), a.Seq, b.Time.UnixNano(), b.Seq) })
+	slices.SortFunc(tail, func(a, b *trail.Entry) int {
+		return listOrder(f.Desc, a.Time.UnixNano(), a.Seq, b.Time.UnixNano(), b.Seq)
+	})
 
 	// Merge the two ordered lists, reading a record from the log only
 	// when it is taken, up to the limit and Filter.MaxBytes.
 	var out []*trail.Entry
 	var size int64
 	segs := s.segments()
-	for i, j := 0, 0; (f.Limit <= 0 || len(out) < f.Limit) && (i < len(keys) || j < len(tail)); {
+	for j := 0; f.Limit <= 0 || len(out) < f.Limit; {
+		k, have, err := src.peek(ctx, f.Limit-len(out))
+		if err != nil {
+			return nil, fmt.Errorf("seglog: list: %w", err)
+		}
+		if !have && j == len(tail) {
+			break
+		}
 		var e *trail.Entry
-		if j == len(tail) || i < len(keys) && order(keys[i].time, keys[i].seq, tail[j].Time.UnixNano(), tail[j].Seq) < 0 {
-			if e, err = s.checkedEntry(segs, keys[i].seq, keys[i].off, keys[i].idh); err != nil {
+		if have && (j == len(tail) || listOrder(f.Desc, k.time, k.seq, tail[j].Time.UnixNano(), tail[j].Seq) < 0) {
+			src.pop()
+			if e, err = s.checkedEntry(segs, k.seq, k.off, timeIs(k.time)); err != nil {
 				return nil, fmt.Errorf("seglog: list: %w", err)
 			}
-			i++
+			if !s.matches(f, e) {
+				continue // a hashed field that collided
+			}
 		} else {
 			c := *tail[j]
 			e = &c
@@ -70,25 +71,24 @@ func (s *Store) List(ctx context.Context, f *trail.Filter) ([]*trail.Entry, erro
 	return out, nil
 }
 
-// A listKey is an index row that List may take.
-type listKey struct{ seq, off, idh, time int64 }
+// listOrder compares two records by (time, seq), reversed if desc.
+func listOrder(desc bool, t1, s1, t2, s2 int64) int {
+	c := cmp.Or(cmp.Compare(t1, t2), cmp.Compare(s1, s2))
+	if desc {
+		return -c
+	}
+	return c
+}
 
-// listKeys runs List's index query.
-func (s *Store) listKeys(ctx context.Context, q string, args []any) ([]listKey, error) {
-	rows, err := s.ix.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var keys []listKey
-	for rows.Next() {
-		var k listKey
-		if err := rows.Scan(&k.seq, &k.off, &k.idh, &k.time); err != nil {
-			return nil, err
+// timeIs checks that a record listed from the blocks has the time its
+// block says.
+func timeIs(t int64) func(*trail.Entry) error {
+	return func(e *trail.Entry) error {
+		if e.Time.UnixNano() != t {
+			return fmt.Errorf("the record of seq %d has another time than the index says", e.Seq)
 		}
-		keys = append(keys, k)
+		return nil
 	}
-	return keys, rows.Err()
 }
 
 // matches reports whether e, of the store's log, passes f.
@@ -105,12 +105,17 @@ func (s *Store) matches(f *trail.Filter, e *trail.Entry) bool {
 	if f.ActionPrefix && !strings.HasPrefix(e.Action, f.Action) || !f.ActionPrefix && f.Action != "" && f.Action != e.Action {
 		return false
 	}
-	t := e.Time.UnixNano()
+	return s.inRange(f, e.Time.UnixNano(), e.Seq)
+}
+
+// inRange reports whether a record of time t and seq passes f's time
+// range and cursor.
+func (s *Store) inRange(f *trail.Filter, t, seq int64) bool {
 	if !f.Since.IsZero() && t < f.Since.UnixNano() || !f.Until.IsZero() && t >= f.Until.UnixNano() {
 		return false
 	}
 	if f.After != nil {
-		at := trail.Cursor{Time: t, Log: s.log, Seq: e.Seq}
+		at := trail.Cursor{Time: t, Log: s.log, Seq: seq}
 		if f.Desc {
 			return at.Less(f.After)
 		}
@@ -119,68 +124,117 @@ func (s *Store) matches(f *trail.Filter, e *trail.Entry) bool {
 	return true
 }
 
-// listQuery builds List's query of the index. ok is false if the filter
-// names a string the index has never seen, so no indexed record matches.
-// Equality filters and the time range let SQLite walk one (field, time)
-// index, whose entries end in seq, in the order of the keyset (time, seq).
-func (s *Store) listQuery(ctx context.Context, f *trail.Filter, before int64) (q string, args []any, ok bool, err error) {
-	// The unary + keeps SQLite from using the rowid for this bound, which
-	// holds nearly every row, rather than an index that orders by time.
-	where, args := []string{"+seq < ?"}, []any{before}
-	for _, p := range [...]struct{ col, v string }{
-		{"tenant", f.Tenant}, {"actor", f.Actor}, {"actor_type", f.ActorType}, {"target", f.Target},
-		{"target_type", f.TargetType}, {"source", f.Source}, {"outcome", f.Outcome}, {"action", map[bool]string{false: f.Action}[f.ActionPrefix]},
-	} {
-		if p.v == "" {
+// A listKey is a record that the blocks say List may take.
+type listKey struct{ seq, off, time int64 }
+
+// keySource hands List the index's keys in order, asking the blocks for
+// more when it runs out.
+type keySource struct {
+	s      *Store
+	f      *trail.Filter
+	q      blockQuery
+	before int64
+	keys   []listKey
+	last   *listKey
+	done   bool
+}
+
+// keySlack is how many keys past those still needed a refill asks for,
+// so that a key List drops (a collided hash) rarely costs another scan.
+const keySlack = 16
+
+// peek returns the next key, if any; need is how many records List still
+// wants (<= 0 for all).
+func (ks *keySource) peek(ctx context.Context, need int) (listKey, bool, error) {
+	if len(ks.keys) == 0 && !ks.done {
+		if ks.f.Limit > 0 {
+			need += keySlack
+		} else {
+			need = 0
+		}
+		keys, err := ks.s.indexKeys(ctx, ks.f, &ks.q, ks.before, ks.last, need)
+		if err != nil {
+			return listKey{}, false, err
+		}
+		ks.keys, ks.done = keys, need <= 0 || len(keys) < need
+	}
+	if len(ks.keys) == 0 {
+		return listKey{}, false, nil
+	}
+	return ks.keys[0], true, nil
+}
+
+func (ks *keySource) pop() {
+	k := ks.keys[0]
+	ks.last, ks.keys = &k, ks.keys[1:]
+}
+
+// blockQuery is a filter's indexed fields as column values: want[i] nil
+// takes any value.
+type blockQuery struct {
+	want [nFields][]uint64
+}
+
+// matches reports whether a row has a wanted value in every field.
+func (q *blockQuery) matches(r *blockRow) bool {
+	for i, vs := range q.want {
+		if vs != nil && !slices.Contains(vs, r.f[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxPrefixActions bounds the actions an action prefix may stand for.
+const maxPrefixActions = 1024
+
+// blockQuery resolves f's fields. ok is false if f names a dictionary
+// string the index has never seen, so that no indexed record matches.
+func (s *Store) blockQuery(ctx context.Context, f *trail.Filter) (q blockQuery, ok bool, err error) {
+	action := f.Action
+	if f.ActionPrefix {
+		action = ""
+	}
+	for i, v := range [nFields]string{f.Tenant, f.Actor, f.ActorType, action, f.Target, f.TargetType, f.Source, f.Outcome} {
+		if v == "" {
+			continue
+		}
+		if hashed[i] {
+			q.want[i] = []uint64{strHash(v)}
 			continue
 		}
 		var d int64
-		err := s.ix.r.QueryRowContext(ctx, "SELECT id FROM dict WHERE s = ?", p.v).Scan(&d)
+		err := s.ix.r.QueryRowContext(ctx, "SELECT id FROM dict WHERE s = ?", v).Scan(&d)
 		if errors.Is(err, sql.ErrNoRows) {
-			return "", nil, false, nil
+			return q, false, nil
 		} else if err != nil {
-			return "", nil, false, err
+			return q, false, err
 		}
-		where, args = append(where, p.col+" = ?"), append(args, d)
+		q.want[i] = []uint64{uint64(d)}
 	}
 	if f.ActionPrefix && f.Action != "" {
-		where = append(where, "action IN (SELECT id FROM dict WHERE s >= ? AND s < ?)")
-		args = append(args, f.Action, f.Action+"\xff")
+		rows, err := s.ix.r.QueryContext(ctx, "SELECT id FROM dict WHERE s >= ? AND s < ? LIMIT ?", f.Action, f.Action+"\xff", maxPrefixActions+1)
+		if err != nil {
+			return q, false, err
+		}
+		defer rows.Close()
+		ids := []uint64{}
+		for rows.Next() {
+			var d int64
+			if err := rows.Scan(&d); err != nil {
+				return q, false, err
+			}
+			ids = append(ids, uint64(d))
+		}
+		if err := rows.Err(); err != nil {
+			return q, false, err
+		}
+		if len(ids) == 0 {
+			return q, false, nil
+		}
+		if len(ids) <= maxPrefixActions {
+			q.want[fAction] = ids
+		} // else the prefix is checked on the records alone
 	}
-	if !f.Since.IsZero() {
-		where, args = append(where, "time >= ?"), append(args, f.Since.UnixNano())
-	}
-	if !f.Until.IsZero() {
-		where, args = append(where, "time < ?"), append(args, f.Until.UnixNano())
-	}
-	if c := f.After; c != nil {
-		w, a := s.afterCond(c, f.Desc)
-		where, args = append(where, w), append(args, a...)
-	}
-	order := " ORDER BY time, seq"
-	if f.Desc {
-		order = " ORDER BY time DESC, seq DESC"
-	}
-	q = "SELECT seq, off, idh, time FROM records WHERE " + strings.Join(where, " AND ") + order
-	if f.Limit > 0 {
-		q += " LIMIT " + strconv.Itoa(f.Limit)
-	}
-	return q, args, true, nil
-}
-
-// afterCond is the condition of records strictly after the cursor c in
-// (time, log, seq) order. Every record is of s.log, so a cursor of another
-// log is before or after all records of its time.
-func (s *Store) afterCond(c *trail.Cursor, desc bool) (string, []any) {
-	gt, order := ">", strings.Compare(s.log, c.Log)
-	if desc {
-		gt, order = "<", -order
-	}
-	switch order {
-	case 1:
-		return "time " + gt + "= ?", []any{c.Time}
-	case -1:
-		return "time " + gt + " ?", []any{c.Time}
-	}
-	return "time " + gt + "= ? AND (time " + gt + " ? OR seq " + gt + " ?)", []any{c.Time, c.Time, c.Seq}
+	return q, true, nil
 }

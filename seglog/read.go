@@ -113,7 +113,7 @@ func (s *Store) indexRows(ctx context.Context, query string, args []any, fn func
 		if err := rows.Scan(&seq, &off, &idh); err != nil {
 			return err
 		}
-		e, err := s.checkedEntry(segs, seq, off, idh)
+		e, err := s.checkedEntry(segs, seq, off, idIs(idh))
 		if err != nil {
 			return err
 		}
@@ -123,16 +123,29 @@ func (s *Store) indexRows(ctx context.Context, query string, args []any, fn func
 }
 
 // checkedEntry reads the record of an index row and checks that it is the
-// row's: the same seq, and an id of the row's hash.
-func (s *Store) checkedEntry(segs []*segment, seq, off, idh int64) (*trail.Entry, error) {
+// row's: the same seq, and what check asks of it.
+func (s *Store) checkedEntry(segs []*segment, seq, off int64, check func(*trail.Entry) error) (*trail.Entry, error) {
 	e, err := s.readEntry(segs, seq, off)
-	if err == nil && idHash(e.ID) != idh {
-		err = misplaced{fmt.Errorf("the record of seq %d has id %q, which the index does not", seq, e.ID)}
+	if err == nil {
+		if cerr := check(e); cerr != nil {
+			err = misplaced{cerr}
+		}
 	}
 	if errors.As(err, new(misplaced)) {
 		return nil, fmt.Errorf("%w: "+errDisagrees, err, s.indexDir())
 	}
 	return e, err // damage in the log itself names itself
+}
+
+// idIs checks that a record read through the id index has an id of the
+// row's hash.
+func idIs(idh int64) func(*trail.Entry) error {
+	return func(e *trail.Entry) error {
+		if idHash(e.ID) != idh {
+			return fmt.Errorf("the record of seq %d has id %q, which the index does not", e.Seq, e.ID)
+		}
+		return nil
+	}
 }
 
 func (s *Store) indexDir() string { return s.cfg.Dir + "/index" }

@@ -2,7 +2,8 @@
 // authoritative: append-only segment files hold each record's bytes, its
 // idempotency digest and the Merkle hashes its append created, framed with
 // a length and a CRC-32C. An Append is one write and one fdatasync. The
-// indexes (the id index for Get and Lookup, and List's query index) are
+// indexes (the id index for Get and Lookup, one row per record, and List's
+// query index, blocks of query columns with a summary each, blocks.go) are
 // derived: a background indexer writes them to an unsynced SQLite file in
 // large batches, with a watermark, and Open re-indexes whatever lies past
 // it. Records not yet indexed stay visible from an in-memory tail, so that

@@ -34,6 +34,14 @@ func TestConformance(t *testing.T) {
 			return mustOpen(t, seglog.Config{Dir: t.TempDir(), SegmentBytes: 2048, IndexInterval: time.Microsecond})
 		})
 	})
+	// Blocks of five records: List reads many blocks, full ones
+	// compressed, and the indexer fills several per batch.
+	t.Run("SmallBlocks", func(t *testing.T) {
+		defer seglog.SetBlockSize(seglog.SetBlockSize(5))
+		storetest.Run(t, func(t *testing.T) trail.Store {
+			return mustOpen(t, seglog.Config{Dir: t.TempDir(), IndexInterval: time.Microsecond})
+		})
+	})
 	// Nothing is indexed while the test runs: every read is served by
 	// the tail.
 	t.Run("Unindexed", func(t *testing.T) {

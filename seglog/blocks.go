@@ -1,0 +1,231 @@
+package seglog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+
+	"github.com/trail-audit/trail"
+)
+
+// List's index has no entry per record for the query fields. The records
+// are cut, in seq order, into blocks of blockSize; a block holds the query
+// columns of its records (time, frame offset, and the fields List filters
+// on), and a summary: its time range and, per field, a Bloom filter of the
+// values it holds. A query reads only the blocks whose summary may match,
+// in the order of their time ranges, and stops as soon as no block left
+// can hold a record before the last one it needs. This is VictoriaLogs'
+// trade: a little read work for most of the write cost, on a log that is
+// written far more than it is read. Only the id index stays one B-tree
+// entry per record, since it must be exact.
+
+// blockSize is how many records a block holds. Tests make it small.
+var blockSize int64 = 4096
+
+// The query fields, in column order.
+const (
+	fTenant = iota
+	fActor
+	fActorType
+	fAction
+	fTarget
+	fTargetType
+	fSource
+	fOutcome
+	nFields
+)
+
+// hashed marks the fields stored as a 64-bit hash of the string rather
+// than a dictionary id: their values are many (a user, an account), and a
+// dictionary entry for each would cost the B-tree insert that blocks
+// avoid. A hash can collide, so List checks every record it reads against
+// the filter.
+var hashed = [nFields]bool{fActor: true, fTarget: true}
+
+// fieldValues returns e's query fields, in column order.
+func fieldValues(e *trail.Entry) [nFields]string {
+	tg := e.TargetOrZero()
+	return [nFields]string{e.Tenant, e.Actor.ID, e.Actor.Type, e.Action, tg.ID, tg.Type, e.Source.Service, e.Outcome}
+}
+
+// strHash is the column value of a hashed field.
+func strHash(v string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(v))
+	return h.Sum64()
+}
+
+// blockRow is one record's columns.
+type blockRow struct {
+	time int64
+	off  int64
+	f    [nFields]uint64 // dictionary ids, or strHash for hashed fields
+}
+
+// blockMeta is what List knows of a block without reading its columns.
+// A published blockMeta is never changed: the indexer replaces it.
+type blockMeta struct {
+	first, n   int64
+	tmin, tmax int64
+	sum        [nFields]*bloom
+}
+
+// mayHold reports whether the block may hold a record whose field i is one
+// of vs.
+func (m *blockMeta) mayHold(i int, vs []uint64) bool {
+	for _, v := range vs {
+		if m.sum[i].has(probes(int64(v))) {
+			return true
+		}
+	}
+	return false
+}
+
+// blockBuilder is the block the indexer is filling.
+type blockBuilder struct {
+	first int64
+	rows  []blockRow
+	sets  [nFields]map[uint64]struct{}
+}
+
+func newBlockBuilder(first int64) *blockBuilder {
+	b := &blockBuilder{first: first, rows: make([]blockRow, 0, min(blockSize, 1<<16))}
+	for i := range b.sets {
+		b.sets[i] = make(map[uint64]struct{})
+	}
+	return b
+}
+
+func (b *blockBuilder) add(r blockRow) {
+	b.rows = append(b.rows, r)
+	for i, v := range r.f {
+		b.sets[i][v] = struct{}{}
+	}
+}
+
+func (b *blockBuilder) full() bool { return int64(len(b.rows)) == blockSize }
+
+// truncate drops the rows past n, which a rolled-back transaction added.
+func (b *blockBuilder) truncate(n int) {
+	b.rows = b.rows[:n]
+	for i := range b.sets {
+		clear(b.sets[i])
+	}
+	for _, r := range b.rows {
+		for i, v := range r.f {
+			b.sets[i][v] = struct{}{}
+		}
+	}
+}
+
+// meta returns the summary of the rows so far.
+func (b *blockBuilder) meta() *blockMeta {
+	m := &blockMeta{first: b.first, n: int64(len(b.rows)), tmin: math.MaxInt64, tmax: math.MinInt64}
+	for _, r := range b.rows {
+		m.tmin, m.tmax = min(m.tmin, r.time), max(m.tmax, r.time)
+	}
+	for i, set := range b.sets {
+		m.sum[i] = newBloom(int64(len(set)))
+		for v := range set {
+			m.sum[i].add(probes(int64(v)))
+		}
+	}
+	return m
+}
+
+// encodeRows appends the columns of rows to dst: per row, the time and the
+// offset as varint deltas from the row before, the dictionary ids as
+// uvarints, and the hashes as 8 bytes.
+func encodeRows(dst []byte, rows []blockRow) []byte {
+	var pt, po int64
+	for _, r := range rows {
+		dst = binary.AppendVarint(dst, r.time-pt)
+		dst = binary.AppendVarint(dst, r.off-po)
+		pt, po = r.time, r.off
+		for i, v := range r.f {
+			if hashed[i] {
+				dst = binary.LittleEndian.AppendUint64(dst, v)
+			} else {
+				dst = binary.AppendUvarint(dst, v)
+			}
+		}
+	}
+	return dst
+}
+
+var errBlock = errors.New("a block of the index is damaged")
+
+// decodeRows decodes n rows that encodeRows wrote.
+func decodeRows(b []byte, n int64) ([]blockRow, error) {
+	if n < 0 || n > blockSize {
+		return nil, fmt.Errorf("%w: it claims %d records", errBlock, n)
+	}
+	rows := make([]blockRow, n)
+	var pt, po int64
+	for k := range rows {
+		r := &rows[k]
+		var c [2]int64
+		for j := range c {
+			d, w := binary.Varint(b)
+			if w <= 0 {
+				return nil, errBlock
+			}
+			c[j], b = d, b[w:]
+		}
+		pt, po = pt+c[0], po+c[1]
+		r.time, r.off = pt, po
+		for i := range r.f {
+			if hashed[i] {
+				if len(b) < 8 {
+					return nil, errBlock
+				}
+				r.f[i], b = binary.LittleEndian.Uint64(b), b[8:]
+				continue
+			}
+			v, w := binary.Uvarint(b)
+			if w <= 0 {
+				return nil, errBlock
+			}
+			r.f[i], b = v, b[w:]
+		}
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after its last record", errBlock, len(b))
+	}
+	return rows, nil
+}
+
+// encodeSummary writes the Bloom filters of m: per field, the count of
+// words and the words.
+func encodeSummary(m *blockMeta) []byte {
+	var dst []byte
+	for _, b := range m.sum {
+		dst = binary.AppendUvarint(dst, uint64(len(b.words)))
+		for _, w := range b.words {
+			dst = binary.LittleEndian.AppendUint64(dst, w)
+		}
+	}
+	return dst
+}
+
+// decodeSummary reads what encodeSummary wrote into m.
+func decodeSummary(m *blockMeta, b []byte) error {
+	for i := range m.sum {
+		nw, w := binary.Uvarint(b)
+		if w <= 0 || nw == 0 || nw > uint64(len(b)-w)/8 {
+			return fmt.Errorf("%w: the summary of the block at seq %d", errBlock, m.first)
+		}
+		b = b[w:]
+		words := make([]uint64, nw)
+		for j := range words {
+			words[j], b = binary.LittleEndian.Uint64(b), b[8:]
+		}
+		m.sum[i] = &bloom{words: words}
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("%w: the summary of the block at seq %d", errBlock, m.first)
+	}
+	return nil
+}
