@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 
 	"github.com/trail-audit/trail"
 )
@@ -70,6 +71,7 @@ type blockMeta struct {
 	first, n   int64
 	tmin, tmax int64
 	sum        [nFields]*bloom
+	rows       []blockRow // the block being filled, which lives in memory only
 }
 
 // mayHold reports whether the block may hold a record whose field i is one
@@ -83,49 +85,65 @@ func (m *blockMeta) mayHold(i int, vs []uint64) bool {
 	return false
 }
 
-// blockBuilder is the block the indexer is filling.
+// blockBuilder is the block the indexer is filling. It is not stored:
+// Open refills it from the log, since it holds fewer than blockSize
+// records past the last full block. Its rows are only ever appended, so
+// that List may read a prefix while the indexer adds more.
 type blockBuilder struct {
-	first int64
-	rows  []blockRow
-	sets  [nFields]map[uint64]struct{}
+	first      int64
+	rows       []blockRow
+	tmin, tmax int64
+	sets       [nFields]map[uint64]struct{}
+	sum        [nFields]*bloom // sized for a full block, filled as rows come
 }
 
 func newBlockBuilder(first int64) *blockBuilder {
-	b := &blockBuilder{first: first, rows: make([]blockRow, 0, min(blockSize, 1<<16))}
-	for i := range b.sets {
-		b.sets[i] = make(map[uint64]struct{})
-	}
+	b := &blockBuilder{first: first}
+	b.truncate(0)
 	return b
 }
 
 func (b *blockBuilder) add(r blockRow) {
 	b.rows = append(b.rows, r)
+	b.tmin, b.tmax = min(b.tmin, r.time), max(b.tmax, r.time)
 	for i, v := range r.f {
-		b.sets[i][v] = struct{}{}
+		if _, ok := b.sets[i][v]; !ok {
+			b.sets[i][v] = struct{}{}
+			b.sum[i].add(probes(int64(v)))
+		}
 	}
 }
 
 func (b *blockBuilder) full() bool { return int64(len(b.rows)) == blockSize }
 
 // truncate drops the rows past n, which a rolled-back transaction added.
+// The rows stay in their array, which List may be reading.
 func (b *blockBuilder) truncate(n int) {
-	b.rows = b.rows[:n]
+	rows := b.rows[:n]
+	b.rows = make([]blockRow, 0, min(blockSize, 1<<16))
+	b.tmin, b.tmax = math.MaxInt64, math.MinInt64
 	for i := range b.sets {
-		clear(b.sets[i])
+		b.sets[i] = make(map[uint64]struct{})
+		b.sum[i] = newBloom(blockSize)
 	}
-	for _, r := range b.rows {
-		for i, v := range r.f {
-			b.sets[i][v] = struct{}{}
-		}
+	for _, r := range rows {
+		b.add(r)
 	}
 }
 
-// meta returns the summary of the rows so far.
-func (b *blockBuilder) meta() *blockMeta {
-	m := &blockMeta{first: b.first, n: int64(len(b.rows)), tmin: math.MaxInt64, tmax: math.MinInt64}
-	for _, r := range b.rows {
-		m.tmin, m.tmax = min(m.tmin, r.time), max(m.tmax, r.time)
+// partial returns the summary of the rows so far, for List, with its rows.
+func (b *blockBuilder) partial() *blockMeta {
+	m := &blockMeta{first: b.first, n: int64(len(b.rows)), tmin: b.tmin, tmax: b.tmax, rows: b.rows}
+	for i, s := range b.sum {
+		m.sum[i] = &bloom{words: slices.Clone(s.words)}
 	}
+	return m
+}
+
+// meta returns the summary of a full block, its filters sized for the
+// values it holds.
+func (b *blockBuilder) meta() *blockMeta {
+	m := &blockMeta{first: b.first, n: int64(len(b.rows)), tmin: b.tmin, tmax: b.tmax}
 	for i, set := range b.sets {
 		m.sum[i] = newBloom(int64(len(set)))
 		for v := range set {

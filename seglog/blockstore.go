@@ -10,10 +10,11 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Blocks are rows of the index's blocks table. A full block's columns are
-// zstd-compressed; the block being filled is rewritten at each indexer
-// commit, uncompressed, in the same transaction as the id index rows and
-// the watermark, so the blocks always cover exactly [0, watermark).
+// Blocks are rows of the index's blocks table, written once, when full,
+// zstd-compressed, in the same transaction as the id index rows and the
+// watermark. The stored blocks cover [0, k*blockSize) for the largest k
+// that fits under the watermark; the records past them are the block being
+// filled, which Open refills from the log.
 
 const blocksSchema = `
 CREATE TABLE IF NOT EXISTS blocks (
@@ -73,8 +74,8 @@ func (bs *blockSet) publish(ms []*blockMeta) {
 	bs.blocks = append(bs.blocks[:keep:keep], ms...)
 }
 
-// loadBlocks reads every block's summary, and the columns of the block
-// being filled into ix.cur. The blocks must cover [0, watermark) exactly.
+// loadBlocks reads every stored block's summary. They must be full and
+// end within a block of the watermark.
 func (ix *index) loadBlocks(ctx context.Context) error {
 	rows, err := ix.wc.QueryContext(ctx, "SELECT first, n, tmin, tmax, sum FROM blocks ORDER BY first")
 	if err != nil {
@@ -89,7 +90,7 @@ func (ix *index) loadBlocks(ctx context.Context) error {
 			rows.Close()
 			return err
 		}
-		if m.first != next || m.n <= 0 || m.n > blockSize || len(ms) > 0 && ms[len(ms)-1].n != blockSize {
+		if m.first != next || m.n != blockSize {
 			rows.Close()
 			return fmt.Errorf("%w: the block at seq %d of %d records does not follow seq %d", errBlock, m.first, m.n, next)
 		}
@@ -102,35 +103,20 @@ func (ix *index) loadBlocks(ctx context.Context) error {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
-	if next != ix.watermark {
+	if next > ix.watermark || ix.watermark-next >= blockSize {
 		return fmt.Errorf("%w: the blocks end at seq %d, the watermark at %d", errBlock, next, ix.watermark)
 	}
 	ix.cur = newBlockBuilder(next)
-	if len(ms) > 0 && ms[len(ms)-1].n < blockSize {
-		last := ms[len(ms)-1]
-		rs, err := ix.readRows(ctx, ix.wc.QueryRowContext, last.first, last.n)
-		if err != nil {
-			return err
-		}
-		ix.cur = newBlockBuilder(last.first)
-		for _, r := range rs {
-			ix.cur.add(r)
-		}
-	}
 	ix.blocks.blocks = ms
 	return nil
 }
 
-// putBlock writes the block b, compressed if it is full.
+// putBlock writes the full block b, compressed.
 func (ix *index) putBlock(ctx context.Context, b *blockBuilder) (*blockMeta, error) {
 	m := b.meta()
-	cols := encodeRows(ix.buf[:0], b.rows)
-	ix.buf = cols
-	z := 0
-	if b.full() {
-		cols, z = zenc.EncodeAll(cols, nil), 1
-	}
-	st, err := ix.stmt(ctx, "INSERT OR REPLACE INTO blocks (first, n, tmin, tmax, z, cols, sum) VALUES (?, ?, ?, ?, ?, ?, ?)")
+	ix.buf = encodeRows(ix.buf[:0], b.rows)
+	cols, z := zenc.EncodeAll(ix.buf, nil), 1
+	st, err := ix.stmt(ctx, "INSERT INTO blocks (first, n, tmin, tmax, z, cols, sum) VALUES (?, ?, ?, ?, ?, ?, ?)")
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +153,9 @@ func (ix *index) readRows(ctx context.Context, q func(context.Context, string, .
 
 // rows returns the columns of the block m, from the cache or the file.
 func (ix *index) rows(ctx context.Context, m *blockMeta) ([]blockRow, error) {
+	if m.rows != nil {
+		return m.rows[:m.n], nil
+	}
 	bs := &ix.blocks
 	bs.cmu.Lock()
 	c := bs.cache[m.first]

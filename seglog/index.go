@@ -243,17 +243,9 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 	}
 	var metas []*blockMeta
 	for i, e := range entries {
-		r := blockRow{time: e.Time.UnixNano(), off: offs[i]}
-		for j, v := range fieldValues(e) {
-			if hashed[j] {
-				r.f[j] = strHash(v)
-				continue
-			}
-			d, err := ix.dictID(ctx, v)
-			if err != nil {
-				return err
-			}
-			r.f[j] = uint64(d)
+		r, err := ix.row(ctx, e, offs[i])
+		if err != nil {
+			return err
 		}
 		ix.cur.add(r)
 		if ix.cur.full() {
@@ -265,11 +257,7 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 		}
 	}
 	if len(ix.cur.rows) > 0 {
-		m, err := ix.putBlock(ctx, ix.cur)
-		if err != nil {
-			return err
-		}
-		metas = append(metas, m)
+		metas = append(metas, ix.cur.partial())
 	}
 	mark := entries[len(entries)-1].Seq + 1
 	if _, err := ix.wc.ExecContext(ctx, "UPDATE meta SET value = ? WHERE key = 'watermark'", strconv.FormatInt(mark, 10)); err != nil {
@@ -281,6 +269,23 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 	ix.watermark = mark
 	ix.blocks.publish(metas)
 	return nil
+}
+
+// row returns the block columns of e, whose frame is at off.
+func (ix *index) row(ctx context.Context, e *trail.Entry, off int64) (blockRow, error) {
+	r := blockRow{time: e.Time.UnixNano(), off: off}
+	for j, v := range fieldValues(e) {
+		if hashed[j] {
+			r.f[j] = strHash(v)
+			continue
+		}
+		d, err := ix.dictID(ctx, v)
+		if err != nil {
+			return r, err
+		}
+		r.f[j] = uint64(d)
+	}
+	return r, nil
 }
 
 // insertRows inserts the rows of entries in one statement. Rows after seq

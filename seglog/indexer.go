@@ -73,6 +73,49 @@ func (s *Store) catchUp() (err error) {
 	return nil
 }
 
+// refillBlock rebuilds the block being filled, which is not stored, from
+// the indexed records past the last full block. A record whose frame fails
+// its checksum gets a row that no field filter matches, at the offset the
+// id index gives it, so that a List that reaches it names the damage, as
+// Get does, and Open still succeeds for trail verify to name the seq.
+func (s *Store) refillBlock() error {
+	from, to := s.ix.cur.first, s.ix.watermark
+	if from == to {
+		return nil
+	}
+	c, err := s.cursorAt(from)
+	if err != nil {
+		return err
+	}
+	c.skipDamaged = true
+	ctx := context.Background()
+	for seq := from; seq < to; {
+		fr, _, off, err := c.read()
+		if err != nil {
+			return err
+		}
+		for ; seq < min(fr.seq, to); seq++ {
+			off, _ := s.ix.offset(seq)
+			s.ix.cur.add(blockRow{time: s.ix.cur.tmax, off: off})
+		}
+		if seq == to {
+			break
+		}
+		e, err := fr.entry()
+		if err != nil {
+			return err
+		}
+		r, err := s.ix.row(ctx, e, off)
+		if err != nil {
+			return err
+		}
+		s.ix.cur.add(r)
+		seq++
+	}
+	s.ix.blocks.publish([]*blockMeta{s.ix.cur.partial()})
+	return nil
+}
+
 // rebuildIndex drops the index, which disagrees with the log (why), and
 // opens an empty one.
 func (s *Store) rebuildIndex(why error) error {

@@ -155,6 +155,11 @@ func (s *Store) open() error {
 	}
 	s.indexed.Store(s.ix.watermark)
 	s.tail.start = s.ix.watermark
+	if err := s.refillBlock(); err != nil {
+		if err := s.rebuildIndex(err); err != nil {
+			return err
+		}
+	}
 	if err := s.catchUp(); err != nil {
 		return err
 	}
