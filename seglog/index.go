@@ -76,6 +76,8 @@ type index struct {
 	stmts     map[string]*sql.Stmt
 	args      []any
 
+	prepared map[string]*sql.Stmt // the readers' statements, by query
+
 	blocks blockSet
 	cur    *blockBuilder // the block being filled: the indexer's
 	buf    []byte
@@ -127,6 +129,13 @@ func tryOpenIndex(dir, log string, size int64) (*index, error) {
 	}
 	ix.r.SetMaxOpenConns(8)
 	ix.r.SetMaxIdleConns(8)
+	ix.prepared = make(map[string]*sql.Stmt)
+	for _, q := range []string{byIDHash, offsetOf} {
+		if ix.prepared[q], err = ix.r.Prepare(q); err != nil {
+			ix.close()
+			return nil, err
+		}
+	}
 	return ix, nil
 }
 
@@ -189,6 +198,9 @@ func (ix *index) init(ctx context.Context, log string, size int64) error {
 func (ix *index) close() error {
 	var errs []error
 	for _, st := range ix.stmts {
+		errs = append(errs, st.Close())
+	}
+	for _, st := range ix.prepared {
 		errs = append(errs, st.Close())
 	}
 	if ix.r != nil {
@@ -378,9 +390,15 @@ func (ix *index) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// The readers' frequent queries, prepared once.
+const (
+	byIDHash = "SELECT seq, off, idh FROM records WHERE idh = ?"
+	offsetOf = "SELECT off FROM records WHERE seq = ?"
+)
+
 // offset returns the offset of seq's frame in its segment.
 func (ix *index) offset(seq int64) (int64, error) {
 	var off int64
-	err := ix.r.QueryRow("SELECT off FROM records WHERE seq = ?", seq).Scan(&off)
+	err := ix.prepared[offsetOf].QueryRow(seq).Scan(&off)
 	return off, err
 }

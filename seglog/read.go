@@ -2,6 +2,7 @@ package seglog
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -82,7 +83,11 @@ func (s *Store) lookup(ctx context.Context, ids []string, hs []int64, copyTail b
 	}
 	for len(args) > 0 {
 		n := min(len(args), maxParams)
-		err := s.indexRows(ctx, "SELECT seq, off, idh FROM records WHERE idh IN (?"+strings.Repeat(", ?", n-1)+")", args[:n], func(e *trail.Entry, idh int64) {
+		q := "SELECT seq, off, idh FROM records WHERE idh IN (?" + strings.Repeat(", ?", n-1) + ")"
+		if n == 1 {
+			q = byIDHash // a prepared statement: Get's query
+		}
+		err := s.indexRows(ctx, q, args[:n], func(e *trail.Entry, idh int64) {
 			for _, id := range want[idh] {
 				if e.ID == id {
 					m[id] = e
@@ -102,7 +107,13 @@ func (s *Store) lookup(ctx context.Context, ids []string, hs []int64, copyTail b
 // whose record's id has another hash, means the index disagrees with the
 // log: that is an error, never a wrong answer.
 func (s *Store) indexRows(ctx context.Context, query string, args []any, fn func(e *trail.Entry, idh int64)) error {
-	rows, err := s.ix.r.QueryContext(ctx, query, args...)
+	var rows *sql.Rows
+	var err error
+	if st := s.ix.prepared[query]; st != nil {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = s.ix.r.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return err
 	}

@@ -202,23 +202,37 @@ func zerosFollow(r io.Reader) bool {
 	}
 }
 
+// frameGuess is how much readFrame reads at first.
+const frameGuess = 4096
+
 // readFrame reads the frame at off of the segment.
 func (g *segment) readFrame(off int64) (*frame, int64, error) {
 	f, err := g.file()
 	if err != nil {
 		return nil, 0, err
 	}
-	var h [frameHeader]byte
-	if _, err := f.ReadAt(h[:], off); err != nil {
+	// One read usually gets the header and the whole frame: most records
+	// are far smaller than frameGuess.
+	b := make([]byte, frameGuess)
+	got, err := f.ReadAt(b, off)
+	if got < frameHeader {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, 0, fmt.Errorf("segment %s, offset %d: %w", g.path, off, err)
 	}
-	n, sum, err := header(h[:])
+	n, sum, err := header(b[:frameHeader])
 	if err != nil {
 		return nil, 0, fmt.Errorf("segment %s, offset %d: %w", g.path, off, err)
 	}
-	p := make([]byte, n)
-	if _, err := f.ReadAt(p, off+frameHeader); err != nil {
-		return nil, 0, fmt.Errorf("segment %s, offset %d: %w", g.path, off, err)
+	p := b[frameHeader:got]
+	if len(p) >= n {
+		p = p[:n]
+	} else {
+		p = make([]byte, n)
+		if _, err := f.ReadAt(p, off+frameHeader); err != nil {
+			return nil, 0, fmt.Errorf("segment %s, offset %d: %w", g.path, off, err)
+		}
 	}
 	fr, err := decode(p, sum)
 	if err != nil {
