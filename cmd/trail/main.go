@@ -92,6 +92,7 @@ Commands:
 	get       print records by id, verbatim
 	tail      print the latest records, and follow new ones
 	bench     generate load over HTTP; report events/s and latency
+	bench-reads  measure reads (get by id, filtered pages) of a filled server
 	export    export a log
 	verify    check a log against its signed checkpoints
 	keygen    create the checkpoint signing key; print its verifier key
@@ -122,6 +123,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.runTail(ctx, args)
 	case "bench":
 		return c.runBench(ctx, args)
+	case "bench-reads":
+		return c.runBenchReads(ctx, args)
 	case "export":
 		return c.runExport(ctx, args)
 	case "verify":

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trail-audit/trail/client"
+)
+
+const benchReadsAbout = `Bench-reads measures reads of a server that holds records (fill it with
+trail bench first). --concurrency clients send requests back to back for
+--duration, one of:
+
+  get   GET /logs/{id}, of ids sampled at random times across the log
+  list  a filtered page: GET /logs?tenant=T&action=A&since=S&until=S+W&limit=100,
+        for a random S within the log's time span (W is --window; A may end
+        in .* for a prefix)
+
+It reports requests/s, latency (p50, p90, p99, max), the records returned
+per list page, errors, and its own CPU (and the server's, with
+--server-pid). Send load only to a server you run.
+`
+
+// benchReadsConfig is trail bench-reads' configuration.
+type benchReadsConfig struct {
+	clientFlags
+	mode        string
+	concurrency int
+	duration    time.Duration
+	samples     int
+	tenant      string
+	action      string
+	window      time.Duration
+	limit       int
+	jsonOut     bool
+	serverPID   int
+}
+
+// benchReadsReport is what trail bench-reads prints.
+type benchReadsReport struct {
+	Mode         string        `json:"mode"`
+	Concurrency  int           `json:"concurrency"`
+	Seconds      float64       `json:"seconds"`
+	Requests     int64         `json:"requests"`
+	PerSecond    float64       `json:"requests_per_sec"`
+	Latency      latencyReport `json:"latency_ms"`
+	Errors       int64         `json:"errors"`
+	FirstError   string        `json:"first_error,omitempty"`
+	RecordsPer   float64       `json:"records_per_request"`
+	GeneratorCPU *cpuReport    `json:"generator_cpu,omitempty"`
+	ServerCPU    *cpuReport    `json:"server_cpu,omitempty"`
+}
+
+func (c *cli) runBenchReads(ctx context.Context, args []string) error {
+	var cfg benchReadsConfig
+	fs := newFlagSet("bench-reads", "[flags]", benchReadsAbout, c.stderr)
+	cfg.register(fs)
+	fs.StringVar(&cfg.mode, "mode", "get", "`reads` to send: get or list")
+	fs.IntVar(&cfg.concurrency, "concurrency", 8, "concurrent `clients`, each with one request in flight")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to send reads")
+	fs.IntVar(&cfg.samples, "samples", 2000, "ids to sample across the log for get")
+	fs.StringVar(&cfg.tenant, "tenant", "", "`tenant` filter of list (empty: none)")
+	fs.StringVar(&cfg.action, "action", "", "`action` filter of list, exact or a prefix ending in .* (empty: none)")
+	fs.DurationVar(&cfg.window, "window", time.Minute, "time range of list's filter")
+	fs.IntVar(&cfg.limit, "limit", 100, "page size of list")
+	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON, for scripts")
+	fs.IntVar(&cfg.serverPID, "server-pid", 0, "`pid` of the server, on the same Linux machine, to report its CPU as well (from /proc)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.mode != "get" && cfg.mode != "list" {
+		return usageError{fmt.Errorf("bench-reads: --mode %q: want get or list", cfg.mode)}
+	}
+	if cfg.concurrency <= 0 || cfg.duration <= 0 || cfg.samples <= 0 || cfg.limit <= 0 || cfg.window <= 0 {
+		return usageError{errors.New("bench-reads: --concurrency, --duration, --samples, --limit and --window must be positive")}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("bench-reads: unexpected argument %q", fs.Arg(0))}
+	}
+	rep, err := benchReads(ctx, &cfg, c.stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.jsonOut {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	rep.print(c.stdout)
+	return nil
+}
+
+// logSpan returns the times of the oldest and the newest record.
+func logSpan(ctx context.Context, cl *client.Client) (time.Time, time.Time, error) {
+	var ts [2]time.Time
+	for i, order := range []string{"asc", "desc"} {
+		p, err := cl.List(ctx, client.Query{Order: order, Limit: 1})
+		if err != nil {
+			return ts[0], ts[1], fmt.Errorf("bench-reads: the log's time span: %w", err)
+		}
+		rs, err := p.Records()
+		if err != nil || len(rs) == 0 {
+			return ts[0], ts[1], errors.New("bench-reads: the log is empty; fill it with trail bench first")
+		}
+		ts[i] = rs[0].Time
+	}
+	return ts[0], ts[1], nil
+}
+
+// sampleIDs returns ids of records at n random times in [from, to].
+func sampleIDs(ctx context.Context, cl *client.Client, from, to time.Time, n int, stderr io.Writer) ([]string, error) {
+	ids := make([]string, 0, n)
+	span := to.Sub(from)
+	for len(ids) < n {
+		at := from.Add(time.Duration(rand.Int64N(int64(span) + 1)))
+		p, err := cl.List(ctx, client.Query{Order: "asc", Since: at, Limit: 1})
+		if err != nil {
+			return nil, fmt.Errorf("bench-reads: sampling ids: %w", err)
+		}
+		rs, err := p.Records()
+		if err != nil {
+			return nil, err
+		}
+		if len(rs) == 1 {
+			ids = append(ids, rs[0].ID)
+		}
+		if len(ids)%500 == 0 && len(ids) > 0 {
+			fmt.Fprintf(stderr, "bench-reads: sampled %d of %d ids\n", len(ids), n)
+		}
+	}
+	return ids, nil
+}
+
+func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*benchReadsReport, error) {
+	cl := cfg.client()
+	from, to, err := logSpan(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	if cfg.mode == "get" {
+		if ids, err = sampleIDs(ctx, cl, from, to, cfg.samples, stderr); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(stderr, "bench-reads: %s, %d clients, %v, over records from %s to %s\n", cfg.mode, cfg.concurrency, cfg.duration, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	meter, err := startCPUMeter(cfg.serverPID)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu       sync.Mutex
+		lat      []time.Duration
+		errs     int64
+		firstErr string
+		records  int64
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(cfg.duration)
+	for w := 0; w < cfg.concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			var myErrs, myRecords int64
+			var myFirst string
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				t0 := time.Now()
+				n, err := cfg.read(ctx, cl, ids, from, to)
+				mine = append(mine, time.Since(t0))
+				myRecords += int64(n)
+				if err != nil {
+					if myErrs++; myFirst == "" {
+						myFirst = err.Error()
+					}
+				}
+			}
+			mu.Lock()
+			lat, errs, records = append(lat, mine...), errs+myErrs, records+myRecords
+			if firstErr == "" {
+				firstErr = myFirst
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	self, server, err := meter.stop()
+	if err != nil {
+		return nil, err
+	}
+	rep := &benchReadsReport{
+		Mode: cfg.mode, Concurrency: cfg.concurrency, Seconds: wall.Seconds(), Requests: int64(len(lat)),
+		PerSecond: float64(len(lat)) / wall.Seconds(), Latency: latencies(lat), Errors: errs, FirstError: firstErr,
+	}
+	if len(lat) > 0 {
+		rep.RecordsPer = float64(records) / float64(len(lat))
+	}
+	if self >= 0 {
+		rep.GeneratorCPU = newCPUReport(0, self, wall, rep.Requests)
+	}
+	if cfg.serverPID > 0 {
+		rep.ServerCPU = newCPUReport(cfg.serverPID, server, wall, rep.Requests)
+	}
+	return rep, nil
+}
+
+// read sends one request and returns the records it got.
+func (cfg *benchReadsConfig) read(ctx context.Context, cl *client.Client, ids []string, from, to time.Time) (int, error) {
+	if cfg.mode == "get" {
+		_, _, err := cl.Get(ctx, ids[rand.IntN(len(ids))])
+		if err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	span := max(to.Sub(from)-cfg.window, 0)
+	since := from.Add(time.Duration(rand.Int64N(int64(span) + 1)))
+	p, err := cl.List(ctx, client.Query{Tenant: cfg.tenant, Action: cfg.action, Since: since, Until: since.Add(cfg.window), Limit: cfg.limit})
+	if err != nil {
+		return 0, err
+	}
+	return len(p.Events), nil
+}
+
+func (r *benchReadsReport) print(w io.Writer) {
+	fmt.Fprintf(w, "bench-reads %s: %d requests in %.1fs from %d clients: %.0f requests/s, %.1f records each\n", r.Mode, r.Requests, r.Seconds, r.Concurrency, r.PerSecond, r.RecordsPer)
+	l := r.Latency
+	fmt.Fprintf(w, "  latency      p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  mean %.2fms\n", l.P50, l.P90, l.P99, l.Max, l.Mean)
+	if r.Errors > 0 {
+		fmt.Fprintf(w, "  errors       %d (first: %s)\n", r.Errors, strings.TrimSpace(r.FirstError))
+	}
+	for _, c := range []struct {
+		name string
+		r    *cpuReport
+	}{{"generator", r.GeneratorCPU}, {"server", r.ServerCPU}} {
+		if c.r != nil {
+			fmt.Fprintf(w, "  %-12s %.2f cores, %.1f CPU-µs per request\n", c.name+" CPU", c.r.Cores, c.r.USPerEvent)
+		}
+	}
+}
