@@ -295,23 +295,8 @@ func (a *Auditor) readExport(ctx context.Context, r io.Reader) (*ExportHeader, t
 	if prev, ok := a.state.seen(cp.Origin); ok && prev.Size < cp.Size {
 		a.audit.KeepRoot(prev.Size) // for an offline consistency check
 	}
-	for {
-		b, err := nextRecord(br)
-		if err == io.EOF {
-			break
-		} else if err != nil {
-			return h, cp, err
-		}
-		if a.audit.Size()%4096 == 0 && ctx.Err() != nil {
-			return h, cp, ctx.Err()
-		}
-		if a.audit.Size() >= cp.Size {
-			return h, cp, &merkle.AuditError{Seq: a.audit.Size(), Reason: fmt.Sprintf("the export holds more records than its checkpoint covers (%d)", cp.Size)}
-		}
-		if err := a.audit.Add(b); err != nil {
-			return h, cp, err
-		}
-		a.progress(cp.Size, false)
+	if err := rehash(ctx, br, a.audit, cp.Size, func() { a.progress(cp.Size, false) }); err != nil {
+		return h, cp, err
 	}
 	a.progress(cp.Size, true)
 	if a.audit.Size() < cp.Size {

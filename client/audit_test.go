@@ -245,6 +245,10 @@ func TestAuditorNamesChangedRecord(t *testing.T) {
 		{"edited bytes in a long log", func(_ *http.Request, b []byte) []byte {
 			return bytes.Replace(b, []byte(`"amount":765400}`), []byte(`"amount":765401}`), 1)
 		}, 7654, "seq 7654: the record was changed"},
+		{"deleted record in a long log", dropSeq(5000), 5000, "seq 5000: record is missing"},
+		{"extra record", func(_ *http.Request, b []byte) []byte {
+			return append(b, `{"id":"extra","log":"main","seq":20}`+"\n"...)
+		}, 20, "seq 20: the export holds more records than its checkpoint covers (20)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := MustOpenServer(t, editExport(tt.edit))

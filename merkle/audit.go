@@ -101,18 +101,18 @@ func (a *Audit) KeepRoot(size int64) {
 // Add checks that b is the next record of the log: it names this log and
 // the next seq, and then it joins the tree.
 func (a *Audit) Add(b []byte) error {
-	if err := a.CheckRecord(b); err != nil {
+	if err := a.CheckRecord(b, a.size); err != nil {
 		return err
 	}
 	a.AddLeaf(tlog.RecordHash(b))
 	return nil
 }
 
-// CheckRecord checks that b is a record that names this log and the next
-// seq, without adding it: with AddLeaf, it lets a caller hash records on
-// another goroutine.
-func (a *Audit) CheckRecord(b []byte) error {
-	if seq, ok := quickPosition(b, a.Log); ok && seq == a.size {
+// CheckRecord checks that b is the record at seq of this log, as Add
+// does. It reads only Log, so that a caller may check records on another
+// goroutine, ahead of AddLeaf.
+func (a *Audit) CheckRecord(b []byte, seq int64) error {
+	if got, ok := quickPosition(b, a.Log); ok && got == seq {
 		return nil
 	}
 	var r struct {
@@ -121,15 +121,15 @@ func (a *Audit) CheckRecord(b []byte) error {
 		Seq *int64 `json:"seq"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil || r.Seq == nil {
-		return &AuditError{a.size, fmt.Sprintf("record is not a trail record (%v)", err)}
+		return &AuditError{seq, fmt.Sprintf("record is not a trail record (%v)", err)}
 	}
 	switch {
 	case r.Log != a.Log:
-		return &AuditError{a.size, fmt.Sprintf("record %q names log %q, not %q", r.ID, r.Log, a.Log)}
-	case *r.Seq < a.size:
-		return &AuditError{a.size, fmt.Sprintf("record %q says it is seq %d: records are repeated or out of order (rows swapped or duplicated)", r.ID, *r.Seq)}
-	case *r.Seq > a.size:
-		return &AuditError{a.size, fmt.Sprintf("record is missing (the next record, %q, is seq %d): records were deleted or moved", r.ID, *r.Seq)}
+		return &AuditError{seq, fmt.Sprintf("record %q names log %q, not %q", r.ID, r.Log, a.Log)}
+	case *r.Seq < seq:
+		return &AuditError{seq, fmt.Sprintf("record %q says it is seq %d: records are repeated or out of order (rows swapped or duplicated)", r.ID, *r.Seq)}
+	case *r.Seq > seq:
+		return &AuditError{seq, fmt.Sprintf("record is missing (the next record, %q, is seq %d): records were deleted or moved", r.ID, *r.Seq)}
 	}
 	return nil
 }
