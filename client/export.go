@@ -95,8 +95,9 @@ func nextRecord(br *bufio.Reader) ([]byte, error) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
+			head := bytes.Clone(line) // before the next read overwrites it
 			rest, rerr := br.ReadBytes('\n')
-			line, err = append(bytes.Clone(line), rest...), rerr
+			line, err = append(head, rest...), rerr
 		}
 		if b := bytes.TrimSpace(line); len(b) > 0 {
 			if err != nil && err != io.EOF {
