@@ -7,9 +7,8 @@ import (
 	"io"
 	"sync"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/trail-audit/trail/merkle"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // batchLen is how many records a batch of the audit pipeline holds: enough

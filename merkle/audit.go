@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"strconv"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/trail-audit/trail"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // DefaultSpans is how many subtree hashes an audit from NewAudit keeps, at

@@ -3,9 +3,8 @@ package merkle
 import (
 	"fmt"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/trail-audit/trail"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // FirstBad finds the first record that differs from the log the signed
