@@ -169,13 +169,19 @@ func quickPosition(b []byte, log string) (seq int64, ok bool) {
 		return 0, false
 	}
 	rest = rest[n:]
-	// Any key ending in q or g might be a second "seq" or "log": rare
-	// letters, so the search is quick and a false match only costs the
-	// full decode.
-	if bytes.Contains(rest, []byte(`q"`)) || bytes.Contains(rest, []byte(`g"`)) {
+	// A decoder would take a later key that ends in q or g, in any case,
+	// or one with an escape, as "seq" or "log": q and g are rare letters,
+	// so the search is quick, and a false match only costs the decode.
+	if bytes.IndexByte(rest, '\\') >= 0 || containsFold(rest, 'q') || containsFold(rest, 'g') {
 		return 0, false
 	}
 	return seq, true
+}
+
+// containsFold reports whether b holds the lowercase letter c, or its
+// uppercase, just before a quote.
+func containsFold(b []byte, c byte) bool {
+	return bytes.Contains(b, []byte{c, '"'}) || bytes.Contains(b, []byte{c - 'a' + 'A', '"'})
 }
 
 // AddLeaf adds the record whose leaf hash is h, checked by Check, to the

@@ -192,6 +192,9 @@ func TestAudit(t *testing.T) {
 		{"other log", records(t, "other", 1), "names log \"other\""},
 		{"second seq key", [][]byte{[]byte(`{"id":"a","log":"main","seq":0,"data":{},"seq":4}`)}, "seq 0: record is missing (the next record, \"a\", is seq 4)"},
 		{"second log key", [][]byte{[]byte(`{"id":"a","log":"main","seq":0,"log":"other"}`)}, "names log \"other\""},
+		{"second seq key, case-folded", [][]byte{[]byte(`{"id":"a","log":"main","seq":0,"SEQ":4}`)}, "is seq 4"},
+		{"second seq key, escaped", [][]byte{[]byte(`{"id":"a","log":"main","seq":0,"se\u0071":4}`)}, "is seq 4"},
+		{"second log key, case-folded", [][]byte{[]byte(`{"id":"a","log":"main","seq":0,"LoG":"other"}`)}, "names log \"other\""},
 		{"not json", [][]byte{[]byte(`{"id":"a","log":"main","seq":0,`)}, "not a trail record"},
 		{"seq with a leading zero", [][]byte{[]byte(`{"id":"a","log":"main","seq":00}`)}, "not a trail record"},
 	} {
