@@ -156,7 +156,7 @@ func (a *Auditor) Audit(ctx context.Context, log string) (trail.Checkpoint, erro
 	defer body.Close()
 	h, cp, err := a.readExport(ctx, body)
 	if err != nil {
-		return cp, a.nameChanged(err, cp, prove)
+		return cp, a.nameChanged(err, cp, prove, a.leaves(ctx, log))
 	}
 	if err := a.accept([]byte(h.Checkpoint), cp, prove); err != nil {
 		return cp, err
@@ -176,14 +176,41 @@ func (a *Auditor) AuditExport(ctx context.Context, r io.Reader) (trail.Checkpoin
 	return cp, a.accept([]byte(h.Checkpoint), cp, nil)
 }
 
+// leaves re-reads the records of log with from <= seq < to from the
+// server and returns their leaf hashes: how FirstBad names a changed
+// record without keeping a hash of every record.
+func (a *Auditor) leaves(ctx context.Context, log string) func(from, to int64) ([]tlog.Hash, error) {
+	return func(from, to int64) ([]tlog.Hash, error) {
+		body, err := a.c.Export(ctx, log, from, to)
+		if err != nil {
+			return nil, err
+		}
+		defer body.Close()
+		_, br, err := readExportHeader(body)
+		if err != nil {
+			return nil, err
+		}
+		var hs []tlog.Hash
+		for {
+			b, err := nextRecord(br)
+			if err == io.EOF {
+				return hs, nil
+			} else if err != nil {
+				return nil, err
+			}
+			hs = append(hs, tlog.RecordHash(b))
+		}
+	}
+}
+
 // nameChanged turns a root mismatch into the first changed seq, with
-// consistency proofs from the server.
-func (a *Auditor) nameChanged(err error, cp trail.Checkpoint, prove proveFunc) error {
+// consistency proofs from the server and records read again.
+func (a *Auditor) nameChanged(err error, cp trail.Checkpoint, prove proveFunc, leaves func(from, to int64) ([]tlog.Hash, error)) error {
 	var ae *merkle.AuditError
 	if errors.As(err, &ae) || errors.As(err, new(*CheckpointError)) || cp.Size == 0 || a.audit == nil {
 		return err
 	}
-	bad, ferr := a.audit.FirstBad(cp, func(m int64) (tlog.TreeProof, error) { return prove(m, cp.Size) })
+	bad, ferr := a.audit.FirstBad(cp, func(m int64) (tlog.TreeProof, error) { return prove(m, cp.Size) }, leaves)
 	if ferr != nil {
 		return fmt.Errorf("%v; naming the record failed: %v", err, ferr)
 	}
@@ -228,10 +255,21 @@ func (a *Auditor) extends(prev SeenCheckpoint, cp trail.Checkpoint, prove proveF
 		if p, err = prove(prev.Size, cp.Size); err != nil {
 			return fmt.Errorf("consistency proof from %d to %d: %w", prev.Size, cp.Size, err)
 		}
-	} else if p, err = tlog.ProveTree(cp.Size, prev.Size, a.audit); err != nil { // offline: from the records
-		return fmt.Errorf("consistency from %d to %d: %w", prev.Size, cp.Size, err)
+	} else {
+		// Offline, the records were re-hashed and make cp's root: cp
+		// extends prev if their first prev.Size make prev's root, which
+		// the audit kept on the way (readExport asked for it).
+		err = nil
+		if root, rerr := a.audit.Root(prev.Size); rerr != nil {
+			err = rerr
+		} else if root != prev.Root {
+			err = fmt.Errorf("the first %d records hash to %v", prev.Size, root)
+		}
 	}
-	if err := tlog.CheckTree(p, cp.Size, cp.Hash, prev.Size, prev.Root); err != nil {
+	if err == nil && prove != nil {
+		err = tlog.CheckTree(p, cp.Size, cp.Hash, prev.Size, prev.Root)
+	}
+	if err != nil {
 		return fmt.Errorf("the log was rewritten: the checkpoint of size %d does not extend the one of size %d seen on %s (%v)", cp.Size, prev.Size, prev.Seen.Format(time.RFC3339), err)
 	}
 	return nil
@@ -241,7 +279,7 @@ func (a *Auditor) extends(prev SeenCheckpoint, cp trail.Checkpoint, prove proveF
 // re-hashes its records. The checkpoint is returned even on error.
 func (a *Auditor) readExport(ctx context.Context, r io.Reader) (*ExportHeader, trail.Checkpoint, error) {
 	a.audit = nil
-	h, records, err := ReadExport(r)
+	h, br, err := readExportHeader(r)
 	if err != nil {
 		return nil, trail.Checkpoint{}, err
 	}
@@ -254,20 +292,11 @@ func (a *Auditor) readExport(ctx context.Context, r io.Reader) (*ExportHeader, t
 		return h, cp, fmt.Errorf("the export holds seqs %d to %d, not the whole log of %d records its checkpoint covers", h.From, h.To, cp.Size)
 	}
 	a.audit = merkle.NewAudit(h.Log)
-	for b, err := range records {
-		if err != nil {
-			return h, cp, err
-		}
-		if ctx.Err() != nil {
-			return h, cp, ctx.Err()
-		}
-		if a.audit.Size() >= cp.Size {
-			return h, cp, &merkle.AuditError{Seq: a.audit.Size(), Reason: fmt.Sprintf("the export holds more records than its checkpoint covers (%d)", cp.Size)}
-		}
-		if err := a.audit.Add(b); err != nil {
-			return h, cp, err
-		}
-		a.progress(cp.Size, false)
+	if prev, ok := a.state.seen(cp.Origin); ok && prev.Size < cp.Size {
+		a.audit.KeepRoot(prev.Size) // for an offline consistency check
+	}
+	if err := rehash(ctx, br, a.audit, cp.Size, func() { a.progress(cp.Size, false) }); err != nil {
+		return h, cp, err
 	}
 	a.progress(cp.Size, true)
 	if a.audit.Size() < cp.Size {

@@ -83,6 +83,24 @@ func TestAuditor(t *testing.T) {
 	}
 	testserver.PostNDJSON(t, s.URL, testserver.Payments(10, 3)...)
 	testserver.WaitCheckpoint(t, s.URL, s.Verifier, cp.Size+3)
+
+	// Offline, the growth is checked from the records themselves.
+	offline, err := client.LoadAuditState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := client.New(s.URL).Export(ctx, "", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, l = newAuditor(s, offline)
+	_, err = a.AuditExport(ctx, body)
+	body.Close()
+	if err != nil {
+		t.Fatalf("offline audit after growth: %v\n%s", err, l)
+	}
+	l.want(t, fmt.Sprintf("consistency: extends the checkpoint of size %d seen before", cp.Size))
+
 	a, l = newAuditor(s, state)
 	if _, err := a.Audit(ctx, ""); err != nil {
 		t.Fatalf("audit after growth: %v\n%s", err, l)
@@ -142,6 +160,15 @@ func TestAuditorRejectsRewrittenLog(t *testing.T) {
 			for name, run := range map[string]func(*client.Auditor) error{
 				"Check": func(a *client.Auditor) error { _, err := a.Check(ctx, ""); return err },
 				"Audit": func(a *client.Auditor) error { _, err := a.Audit(ctx, ""); return err },
+				"AuditExport": func(a *client.Auditor) error {
+					body, err := client.New(other.URL).Export(ctx, "", 0, -1)
+					if err != nil {
+						return err
+					}
+					defer body.Close()
+					_, err = a.AuditExport(ctx, body)
+					return err
+				},
 			} {
 				state, err := client.LoadAuditState(path)
 				if err != nil {
@@ -213,11 +240,26 @@ func TestAuditorNamesChangedRecord(t *testing.T) {
 			return bytes.Replace(b, []byte(`"amount":700}`), []byte(`"amount":701}`), 1)
 		}, 7, "seq 7: the record was changed"},
 		{"deleted record", dropSeq(5), 5, "seq 5: record is missing"},
+		// More records than the audit keeps span hashes for (4,096): the
+		// record is named by reading its span of the log again.
+		{"edited bytes in a long log", func(_ *http.Request, b []byte) []byte {
+			return bytes.Replace(b, []byte(`"amount":765400}`), []byte(`"amount":765401}`), 1)
+		}, 7654, "seq 7654: the record was changed"},
+		{"deleted record in a long log", dropSeq(5000), 5000, "seq 5000: record is missing"},
+		{"extra record", func(_ *http.Request, b []byte) []byte {
+			return append(b, `{"id":"extra","log":"main","seq":20}`+"\n"...)
+		}, 20, "seq 20: the export holds more records than its checkpoint covers (20)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := MustOpenServer(t, editExport(tt.edit))
-			testserver.PostNDJSON(t, s.URL, testserver.Payments(0, 20)...)
-			testserver.WaitCheckpoint(t, s.URL, s.Verifier, 20)
+			n := 20
+			if tt.wantSeq > 20 {
+				n = 9000
+			}
+			for i := 0; i < n; i += 3000 {
+				testserver.PostNDJSON(t, s.URL, testserver.Payments(i, min(3000, n-i))...)
+			}
+			testserver.WaitCheckpoint(t, s.URL, s.Verifier, int64(n))
 			a, l := newAuditor(s, nil)
 			_, err := a.Audit(ctx, "")
 			var me *client.MismatchError

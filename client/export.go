@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -50,6 +51,30 @@ const EndOfLog = int64(-2)
 // ReadExport reads an export's header and returns an iterator over its
 // records' bytes. The iteration stops at the first error, which it yields.
 func ReadExport(r io.Reader) (*ExportHeader, iter.Seq2[[]byte, error], error) {
+	h, br, err := readExportHeader(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	records := func(yield func([]byte, error) bool) {
+		for {
+			b, err := nextRecord(br)
+			if err == io.EOF {
+				return
+			} else if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(bytes.Clone(b), nil) {
+				return
+			}
+		}
+	}
+	return h, records, nil
+}
+
+// readExportHeader reads an export's header line and returns the reader
+// of the records after it, for nextRecord.
+func readExportHeader(r io.Reader) (*ExportHeader, *bufio.Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	line, err := br.ReadBytes('\n')
 	if err != nil && len(line) == 0 {
@@ -59,21 +84,31 @@ func ReadExport(r io.Reader) (*ExportHeader, iter.Seq2[[]byte, error], error) {
 	if err := json.Unmarshal(line, &h); err != nil || h.Format != 1 || h.Log == "" {
 		return nil, nil, fmt.Errorf("trail client: export: the first line is not a trail export header (want {\"trail_export\":1,...})")
 	}
-	records := func(yield func([]byte, error) bool) {
-		for {
-			line, err := br.ReadBytes('\n')
-			if b := bytes.TrimSpace(line); len(b) > 0 {
-				if !yield(b, nil) {
-					return
-				}
+	return &h, br, nil
+}
+
+// nextRecord returns the next record's bytes of an export, or io.EOF after
+// the last. Blank lines are skipped. The bytes are valid until the next
+// call: a line is read in place from br's buffer, not copied, unless it is
+// longer than the buffer.
+func nextRecord(br *bufio.Reader) ([]byte, error) {
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			head := bytes.Clone(line) // before the next read overwrites it
+			rest, rerr := br.ReadBytes('\n')
+			line, err = append(head, rest...), rerr
+		}
+		if b := bytes.TrimSpace(line); len(b) > 0 {
+			if err != nil && err != io.EOF {
+				return nil, fmt.Errorf("trail client: export: %w", err)
 			}
-			if err == io.EOF {
-				return
-			} else if err != nil {
-				yield(nil, fmt.Errorf("trail client: export: %w", err))
-				return
-			}
+			return b, nil
+		}
+		if err == io.EOF {
+			return nil, io.EOF
+		} else if err != nil {
+			return nil, fmt.Errorf("trail client: export: %w", err)
 		}
 	}
-	return &h, records, nil
 }

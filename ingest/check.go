@@ -19,7 +19,10 @@ import (
 func checkLog(ctx context.Context, store trail.Store, h trail.Head, note []byte, vkey, origin string) (*merkle.Audit, error) {
 	hashes := merkle.Reader(ctx, store, h.Log)
 	if note == nil {
-		a := merkle.ResumeAudit(h.Log, 0, hashes)
+		a, err := merkle.ResumeAudit(h.Log, 0, hashes)
+		if err != nil {
+			return nil, err
+		}
 		return a, checkTail(ctx, store, a, h.Size)
 	}
 	cp, err := merkle.Open(note, vkey)
@@ -32,7 +35,10 @@ func checkLog(ctx context.Context, store trail.Store, h trail.Head, note []byte,
 	if cp.Size > h.Size {
 		return nil, fmt.Errorf("the store holds %d records but the signed checkpoint covers %d: records were removed", h.Size, cp.Size)
 	}
-	a := merkle.ResumeAudit(h.Log, cp.Size, hashes)
+	a, err := merkle.ResumeAudit(h.Log, cp.Size, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("tree hash at size %d: %w", cp.Size, err)
+	}
 	if cp.Size > 0 {
 		root, err := a.Root(cp.Size)
 		if err != nil {
