@@ -128,3 +128,22 @@ func CheckAppend(log string, size int64, entries []*Entry) error {
 	}
 	return nil
 }
+
+// A RawScanner is a Reader that can hand out records' stored bytes without
+// parsing them, which is all an export needs. A store that parses records
+// anyway need not implement it.
+type RawScanner interface {
+	// ScanRaw is Scan with only each record's seq and stored bytes; b is
+	// valid until fn returns.
+	ScanRaw(ctx context.Context, log string, from, to int64, fn func(seq int64, b []byte) error) error
+}
+
+// ScanRaw calls fn with the seq and stored bytes of log's records with
+// from <= seq < to, in seq order, through r's ScanRaw if it has one and
+// Scan if not.
+func ScanRaw(ctx context.Context, r Reader, log string, from, to int64, fn func(seq int64, b []byte) error) error {
+	if rs, ok := r.(RawScanner); ok {
+		return rs.ScanRaw(ctx, log, from, to, fn)
+	}
+	return r.Scan(ctx, log, from, to, func(e *Entry) error { return fn(e.Seq, e.Bytes) })
+}

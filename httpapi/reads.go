@@ -218,11 +218,11 @@ func (s *server) writeExport(w http.ResponseWriter, r *http.Request, hdr trail.E
 	for lo := from; lo < to || len(buf) > 0; {
 		next, err := to, error(nil)
 		if lo < to {
-			err = s.store.Scan(ctx, log, lo, to, func(e *trail.Entry) error {
-				buf = append(buf, e.Bytes...)
+			err = trail.ScanRaw(ctx, s.store, log, lo, to, func(seq int64, b []byte) error {
+				buf = append(buf, b...)
 				buf = append(buf, '\n')
 				if int64(len(buf)) >= s.respBytes {
-					next = e.Seq + 1
+					next = seq + 1
 					return errPageFull
 				}
 				return nil

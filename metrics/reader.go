@@ -47,6 +47,22 @@ func (r *reader) Scan(ctx context.Context, log string, from, to int64, fn func(*
 		fnErr = fn(e)
 		return fnErr
 	})
+	return r.countScan(ctx, err, fnErr)
+}
+
+// ScanRaw passes trail.RawScanner through, so that an export over the
+// metrics wrapper does not parse every record.
+func (r *reader) ScanRaw(ctx context.Context, log string, from, to int64, fn func(seq int64, b []byte) error) error {
+	var fnErr error
+	err := trail.ScanRaw(ctx, r.Reader, log, from, to, func(seq int64, b []byte) error {
+		fnErr = fn(seq, b)
+		return fnErr
+	})
+	return r.countScan(ctx, err, fnErr)
+}
+
+// countScan counts a scan's error, unless it is the caller's own.
+func (r *reader) countScan(ctx context.Context, err, fnErr error) error {
 	if err != nil && errors.Is(err, fnErr) {
 		return err // the caller's own error, not the store's
 	}

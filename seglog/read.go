@@ -192,6 +192,23 @@ func (s *Store) readEntry(segs []*segment, seq, off int64) (*trail.Entry, error)
 // verification names it; damage that hides where the next frame begins is
 // an error naming the segment and offset.
 func (s *Store) Scan(ctx context.Context, log string, from, to int64, fn func(*trail.Entry) error) error {
+	return s.scanFrames(ctx, log, from, to, func(fr *frame) error {
+		e, err := fr.entry()
+		if err != nil {
+			return fmt.Errorf("seglog: scan %s [%d, %d): %w", log, from, to, err)
+		}
+		return fn(e)
+	})
+}
+
+// ScanRaw is Scan without parsing: fn gets each record's seq and bytes,
+// valid until it returns. See trail.RawScanner.
+func (s *Store) ScanRaw(ctx context.Context, log string, from, to int64, fn func(seq int64, b []byte) error) error {
+	return s.scanFrames(ctx, log, from, to, func(fr *frame) error { return fn(fr.seq, fr.bytes) })
+}
+
+// scanFrames calls fn with the frames of Scan's records.
+func (s *Store) scanFrames(ctx context.Context, log string, from, to int64, fn func(*frame) error) error {
 	to = min(to, s.size.Load())
 	if log != s.log || from >= to {
 		return nil
@@ -215,11 +232,7 @@ func (s *Store) Scan(ctx context.Context, log string, from, to int64, fn func(*t
 		if fr.seq >= to {
 			return nil
 		}
-		e, err := fr.entry()
-		if err != nil {
-			return fmt.Errorf("seglog: scan %s [%d, %d): %w", log, from, to, err)
-		}
-		if err := fn(e); err != nil {
+		if err := fn(fr); err != nil {
 			return err
 		}
 	}

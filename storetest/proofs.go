@@ -32,6 +32,23 @@ func testScan(t *testing.T, s trail.Store, b *Builder) {
 		for i, e := range got {
 			sameEntry(t, "Scan", e, exp[i])
 		}
+		// trail.ScanRaw, through the store's RawScanner if it has one,
+		// hands out the same seqs and bytes.
+		var raw []string
+		err = trail.ScanRaw(ctx, s, b.Log(), r.from, r.to, func(seq int64, bs []byte) error {
+			raw = append(raw, fmt.Sprintf("%d %s", seq, bs))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("ScanRaw(%d, %d): %v", r.from, r.to, err)
+		}
+		var want []string
+		for _, e := range exp {
+			want = append(want, fmt.Sprintf("%d %s", e.Seq, e.Bytes))
+		}
+		if !slices.Equal(raw, want) {
+			t.Fatalf("ScanRaw(%d, %d): got %q, want %q", r.from, r.to, raw, want)
+		}
 	}
 
 	// The first error from fn stops the scan and is returned.
