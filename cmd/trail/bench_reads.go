@@ -20,8 +20,8 @@ trail bench first). --concurrency clients send requests back to back for
 
   get   GET /logs/{id}, of ids sampled at random times across the log
   list  a filtered page: GET /logs?tenant=T&action=A&since=S&until=S+W&limit=100,
-        for a random S within the log's time span (W is --window; A may end
-        in .* for a prefix)
+        for a random S within the time span of the records the filter
+        selects (W is --window; A may end in .* for a prefix)
 
 It reports requests/s, latency (p50, p90, p99, max), the records returned
 per list page, errors, and its own CPU (and the server's, with
@@ -97,17 +97,19 @@ func (c *cli) runBenchReads(ctx context.Context, args []string) error {
 	return nil
 }
 
-// logSpan returns the times of the oldest and the newest record.
-func logSpan(ctx context.Context, cl *client.Client) (time.Time, time.Time, error) {
+// logSpan returns the times of the oldest and the newest record that q
+// selects.
+func logSpan(ctx context.Context, cl *client.Client, q client.Query) (time.Time, time.Time, error) {
 	var ts [2]time.Time
 	for i, order := range []string{"asc", "desc"} {
-		p, err := cl.List(ctx, client.Query{Order: order, Limit: 1})
+		q.Order, q.Limit = order, 1
+		p, err := cl.List(ctx, q)
 		if err != nil {
 			return ts[0], ts[1], fmt.Errorf("bench-reads: the log's time span: %w", err)
 		}
 		rs, err := p.Records()
 		if err != nil || len(rs) == 0 {
-			return ts[0], ts[1], errors.New("bench-reads: the log is empty; fill it with trail bench first")
+			return ts[0], ts[1], errors.New("bench-reads: the log is empty, or no record matches --tenant and --action; fill it with trail bench first")
 		}
 		ts[i] = rs[0].Time
 	}
@@ -140,7 +142,12 @@ func sampleIDs(ctx context.Context, cl *client.Client, from, to time.Time, n int
 
 func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*benchReadsReport, error) {
 	cl := cfg.client()
-	from, to, err := logSpan(ctx, cl)
+	// A list's windows fall within the span of the records it selects.
+	q := client.Query{}
+	if cfg.mode == "list" {
+		q.Tenant, q.Action = cfg.tenant, cfg.action
+	}
+	from, to, err := logSpan(ctx, cl, q)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# bench-10m.sh fills one fresh `trail serve` (embedded store, every commit
+# synced) with PHASES phases of PHASE events (default 10 x 1M), in batches
+# of 1,000 from 4 clients, and prints the rate of each phase: the fill
+# curve. Each phase has its own tenant (t0, t1, ...) and one of four
+# actions. Then, at the full size, it measures:
+#   - disk: bytes of the log and of the index, per event;
+#   - the server's RSS;
+#   - GET /logs/{id} and a filtered page (tenant, action prefix, a time
+#     window of WINDOW, limit 100) with trail bench-reads, 8 clients;
+#   - open: a clean restart, to "listening";
+#   - recovery: a restart after kill -9 in the middle of ingest;
+#   - the RSS after the restart.
+# Traffic goes to 127.0.0.1 only; the servers are stopped by PID.
+#
+#   bash scripts/bench-10m.sh
+#   PHASES=2 PHASE=500000 bash scripts/bench-10m.sh   # a quicker look
+set -Eeuo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+phases=${PHASES:-10}
+phase=${PHASE:-1000000}
+window=${WINDOW:-10s}
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
+data=${DATA:-$tmp/data}
+
+rss() { awk '/^VmRSS/ {printf "%.0f MB", $2/1024}' "/proc/$pid/status"; }
+
+# open_timed starts the server on $data and sets took to the seconds it
+# took to say it listens (start_server polls every 50 ms).
+open_timed() {
+	local t0
+	t0=$(date +%s.%N)
+	start_server "$data"
+	took=$(echo "$(date +%s.%N) - $t0" | bc)
+}
+
+machine
+start_server "$data"
+actions=(acct.created acct.suspended pay.captured user.login)
+for ((i = 0; i < phases; i++)); do
+	"$bin" bench --url "$url" --batch 1000 --concurrency 4 --events "$phase" --tenant "t$i" --action "${actions[i % 4]}" \
+		--check=false --json --progress 0 --server-pid "$pid" >"$tmp/report.json"
+	r=$tmp/report.json
+	printf 'fill %2d: records %9d to %9d: %7.0f events/s  p99 %8s ms  server %s cores %s µs/event  generator %s cores  RSS %s\n' \
+		"$((i + 1))" "$((i * phase))" "$(((i + 1) * phase))" "$(field events_per_sec "$r")" "$(field p99 "$r")" \
+		"$(member server_cpu cores "$r")" "$(member server_cpu us_per_event "$r")" "$(member generator_cpu cores "$r")" "$(rss)"
+done
+total=$((phases * phase))
+printf 'server RSS at %d records: %s\n' "$total" "$(rss)"
+
+for mode in get list; do
+	args=(--mode "$mode")
+	[[ $mode == list ]] && args+=(--tenant t3 --action 'acct.*' --window "$window")
+	"$bin" bench-reads --url "$url" "${args[@]}" --concurrency 8 --duration 10s --json --server-pid "$pid" >"$tmp/reads.json" 2>/dev/null
+	r=$tmp/reads.json
+	printf 'reads %-4s: %6.0f requests/s  p50 %s ms  p99 %s ms  max %s ms  %s records each  errors %s  server %s µs/request\n' \
+		"$mode" "$(field requests_per_sec "$r")" "$(field p50 "$r")" "$(field p99 "$r")" "$(field max "$r")" \
+		"$(field records_per_request "$r")" "$(field errors "$r")" "$(member server_cpu us_per_event "$r")"
+done
+
+stop_server
+# After a clean stop the index's WAL is checkpointed away.
+log=$(du -sb "$data/log" | cut -f1)
+index=$(du -sb "$data/index" | cut -f1)
+printf 'disk at %d records: log %d MB (%.0f B/event), index %d MB (%.0f B/event)\n' \
+	"$total" "$((log >> 20))" "$(echo "$log / $total" | bc -l)" "$((index >> 20))" "$(echo "$index / $total" | bc -l)"
+open_timed
+printf 'open after a clean stop: %.2f s to listening; RSS %s\n' "$took" "$(rss)"
+
+# Recovery: kill -9 while 4 clients send batches, then open again.
+"$bin" bench --url "$url" --batch 1000 --concurrency 4 --duration 30s --check=false --progress 0 --retries 0 >/dev/null 2>&1 &
+gen=$!
+sleep 3
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=
+wait "$gen" 2>/dev/null || true
+open_timed
+printf 'open after kill -9 mid-ingest: %.2f s to listening; RSS %s\n' "$took" "$(rss)"
+sleep 3
+printf 'RSS 3 s later: %s\n' "$(rss)"
+stop_server
