@@ -29,16 +29,17 @@ const benchAbout = `Bench is a load generator: --concurrency clients each send r
 per-request latency (retries included), the answers by status, and
 failures, and the CPU it spent itself (cores, and CPU-µs per event): it
 shares the machine with the server it measures. With --server-pid (Linux)
-it reports the server's CPU as well. Events are about 600 bytes. Last, it reads back every acknowledged id (GET /logs/{id}) and
-checks the bytes hash to the receipt's leaf hash; it exits non-zero if any
-acknowledged event is missing or differs. Send load only to a server you run.
+it reports the server's CPU as well. Events are about 600 bytes. Last, it
+reads back every acknowledged id (GET /logs/{id}) and checks the bytes hash
+to the receipt's leaf hash; it exits non-zero if any acknowledged event is
+missing or differs. Send load only to a server you run.
 
 With --http-client raw (the default) each client keeps one connection and
 writes every request as pre-built HTTP/1.1 bytes, and reads the answer
-itself: Go's HTTP client costs about 40 CPU-µs per request, which the server
+itself: Go's HTTP client costs about 50 CPU-µs per request, which the server
 would miss at tens of thousands of requests/s. It retries as the std path
-does. For an https:// URL it uses the std path (net/http) instead; the
-report names the path used.
+does. For an https:// URL, or one with user:password@, it uses the std
+path (net/http) instead; the report names the path used.
 `
 
 // benchConfig is trail bench's configuration.
