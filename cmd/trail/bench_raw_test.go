@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,6 +88,11 @@ func TestBenchHTTPClients(t *testing.T) {
 					t.Fatalf("%s: got read-back %+v, want all 200 found", name, rb)
 				}
 			}
+		}
+		// Ids the server chooses come from the receipts.
+		code, rep, stderr := runBenchReport(t, srv.URL, "--ids=false", "--events", "50", "--concurrency", "2")
+		if code != 0 || rep.IDs || rep.EventsAcked != 50 || rep.ReadBack == nil || rep.ReadBack.Found != 50 {
+			t.Fatalf("%s/raw/--ids=false: got exit code %d, report %+v (read-back %+v), want 50 events stored and read back: %s", framing, code, rep, rep.ReadBack, stderr)
 		}
 	}
 }
@@ -193,5 +199,33 @@ func TestBenchMalformedAnswer(t *testing.T) {
 			t.Fatalf("answer %q: got exit code %d, %d failed requests (%s) in %v; want 1 and 2 failures naming %q, within seconds: %s",
 				tt.answer, code, rep.RequestsFailed, failures, took, tt.want, stderr)
 		}
+	}
+}
+
+// TestBenchRawFraming checks the raw path's reading of framing net/http's
+// server does not send by itself: an interim 100 answer, chunk extensions,
+// a trailer, and Connection: close. The answers carry the server's real
+// receipts, re-framed on the hijacked connection.
+func TestBenchRawFraming(t *testing.T) {
+	srv := testserver.MustOpen(t, testserver.Config{WrapHandler: func(h http.Handler) http.Handler {
+		return onPosts(func(_ int64, w http.ResponseWriter, r *http.Request) bool {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Errorf("hijack: %v", err)
+				return true
+			}
+			defer conn.Close()
+			body := rec.Body.Bytes()
+			half := len(body) / 2
+			fmt.Fprintf(conn, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", rec.Code)
+			fmt.Fprintf(conn, "%x;note=1\r\n%s\r\n%X\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n", half, body[:half], len(body)-half, body[half:])
+			return true
+		})(h)
+	}})
+	code, rep, stderr := runBenchReport(t, srv.URL, "--events", "60", "--batch", "3", "--concurrency", "2")
+	if code != 0 || rep.EventsAcked != 60 || rep.Answers["201"] != 20 || rep.ReadBack == nil || rep.ReadBack.Found != 60 {
+		t.Fatalf("got exit code %d, answers %v, acked %d, read-back %+v; want 60 events in twenty 201s, all read back: %s", code, rep.Answers, rep.EventsAcked, rep.ReadBack, stderr)
 	}
 }
