@@ -248,7 +248,12 @@ func errorFrom(resp *http.Response) error {
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.
 func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
+	return parseRetryAfter(h.Get("Retry-After"), now)
+}
+
+// parseRetryAfter parses a Retry-After value: seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
@@ -368,6 +373,29 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 			return nil, fmt.Errorf("trail client: %s %s: %w", r.method, r.path, err)
 		}
 	}
+}
+
+// RetryWait applies the client's retry policy, the one Push follows, to a
+// request sent by other means: load generators write requests on
+// connections of their own. attempt is the number of the attempt that
+// failed (0 for the first); status is its answer's HTTP status, or 0 if err
+// ended it in transport; retryAfter is the answer's Retry-After header.
+// idempotent says that sending the request again cannot store anything
+// twice. It reports whether to try again, and after how long.
+func (c *Client) RetryWait(attempt, status int, err error, retryAfter string, idempotent bool) (time.Duration, bool) {
+	if attempt >= c.retries {
+		return 0, false
+	}
+	if status == 0 {
+		if !idempotent || !retryableError(err) {
+			return 0, false
+		}
+		return c.backoff(attempt, 0), true
+	}
+	if !retryStatus(status, idempotent) {
+		return 0, false
+	}
+	return c.backoff(attempt, parseRetryAfter(retryAfter, time.Now())), true
 }
 
 // backoff returns how long to wait before retry number attempt+1: the

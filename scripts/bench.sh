@@ -9,6 +9,7 @@
 #   RUNS=5 bash scripts/bench.sh
 #   SCENARIOS="1:64:20000" bash scripts/bench.sh   # batch:concurrency:events
 #   SERVE_FLAGS="--commit-max-wait 1ms" bash scripts/bench.sh  # flags for serve
+#   BENCH_FLAGS="--http-client std" bash scripts/bench.sh  # flags for trail bench
 #
 # The figures in docs/PERFORMANCE.md come from this script.
 set -Eeuo pipefail
@@ -25,7 +26,7 @@ for sc in $scenarios; do
 	rates=()
 	for ((i = 1; i <= runs; i++)); do
 		start_server "$tmp/data-$batch-$i" ${SERVE_FLAGS:-}
-		"$bin" bench --url "$url" --batch "$batch" --concurrency "$conc" --events "$events" --json --progress 0 --server-pid "$pid" >"$tmp/report.json"
+		"$bin" bench --url "$url" --batch "$batch" --concurrency "$conc" --events "$events" --json --progress 0 --server-pid "$pid" ${BENCH_FLAGS:-} >"$tmp/report.json"
 		stop_server
 		r=$tmp/report.json
 		rate=$(field events_per_sec "$r" | awk '{printf "%.0f", $1}')

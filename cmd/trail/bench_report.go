@@ -15,6 +15,7 @@ type benchReport struct {
 	Concurrency    int              `json:"concurrency"`
 	Batch          int              `json:"batch"`
 	IDs            bool             `json:"ids"`
+	HTTPClient     string           `json:"http_client"` // "raw" or "std" (--http-client; std for https)
 	Seconds        float64          `json:"seconds"`
 	Requests       int64            `json:"requests"`
 	RequestsFailed int64            `json:"requests_failed"`
@@ -71,7 +72,7 @@ func (r *benchReport) print(w io.Writer) {
 	if !r.IDs {
 		ids = "server ids"
 	}
-	fmt.Fprintf(w, "trail bench: %s, %d clients, batch %d, %s\n", r.URL, r.Concurrency, r.Batch, ids)
+	fmt.Fprintf(w, "trail bench: %s, %d clients, batch %d, %s, %s HTTP client\n", r.URL, r.Concurrency, r.Batch, ids, r.HTTPClient)
 	if r.Interrupted {
 		fmt.Fprintln(w, "  (interrupted)")
 	}
