@@ -22,3 +22,6 @@ func SetBlockSize(n int64) int64 {
 	blockSize = n
 	return old
 }
+
+// IDKey is the id index's order key of an id.
+func IDKey(id string) int64 { return idKey(id) }

@@ -77,17 +77,27 @@ func (s *Store) lookup(ctx context.Context, ids []string, hs []int64, copyTail b
 	if len(want) == 0 {
 		return m, nil
 	}
-	args := make([]any, 0, len(want))
-	for h := range want {
-		args = append(args, h)
+	// The id index is ordered by idKey, then idHash: a row answers when
+	// both match.
+	keys := make(map[int64]bool, len(want))
+	for _, ids := range want {
+		keys[idKey(ids[0])] = true
+	}
+	args := make([]any, 0, len(keys))
+	for k := range keys {
+		args = append(args, k)
 	}
 	for len(args) > 0 {
 		n := min(len(args), maxParams)
-		q := "SELECT seq, off, idh FROM records WHERE idh IN (?" + strings.Repeat(", ?", n-1) + ")"
-		if n == 1 {
-			q = byIDHash // a prepared statement: Get's query
+		q := "SELECT seq, off, idh FROM records WHERE idk IN (?" + strings.Repeat(", ?", n-1) + ")"
+		qargs := args[:n]
+		if n == 1 && len(want) == 1 {
+			q = byIDKey // a prepared statement: Get's query
+			for h := range want {
+				qargs = []any{args[0], h}
+			}
 		}
-		err := s.indexRows(ctx, q, args[:n], func(e *trail.Entry, idh int64) {
+		err := s.indexRows(ctx, q, qargs, func(e *trail.Entry, idh int64) {
 			for _, id := range want[idh] {
 				if e.ID == id {
 					m[id] = e
