@@ -179,6 +179,10 @@ func (s *Store) roll() error {
 	s.segMu.Lock()
 	s.segs = append(s.segs[:len(s.segs):len(s.segs)], &segment{first: next, path: path})
 	s.segMu.Unlock()
+	select {
+	case s.sealed <- struct{}{}:
+	default:
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package seglog
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -33,17 +34,37 @@ func (s *Store) newCursor(seq int64, seg int, off int64) (*cursor, error) {
 }
 
 func (c *cursor) open() error {
-	f, err := c.segs[c.seg].file()
-	if err != nil {
-		return err
-	}
-	r := io.NewSectionReader(f, c.off, 1<<62)
+	r := io.NewSectionReader(c.segs[c.seg], c.off, 1<<62)
 	if c.br == nil {
 		c.br = bufio.NewReaderSize(r, 1<<20)
 	} else {
 		c.br.Reset(r)
 	}
 	return nil
+}
+
+// skipChunk passes over a damaged chunk of a compressed segment, if err
+// is one's and the cursor skips damage: its records are missing, as a
+// damaged frame's is, and the cursor goes on after it.
+func (c *cursor) skipChunk(err error) bool {
+	var ce *chunkError
+	if !c.skipDamaged || !errors.As(err, &ce) || ce.start != c.off {
+		return false
+	}
+	g := c.segs[c.seg]
+	size, serr := g.size()
+	if serr != nil || ce.end < size {
+		c.off = ce.end
+		return serr == nil && c.open() == nil
+	}
+	// The seal was in the chunk: the next segment says where it starts.
+	if c.seg+1 >= len(c.segs) {
+		return false
+	}
+	c.seg++
+	c.off = 0
+	c.next = c.segs[c.seg].first
+	return c.open() == nil
 }
 
 // read returns the next record's frame, at offset off of segment
@@ -55,15 +76,18 @@ func (c *cursor) read() (fr *frame, g *segment, off int64, err error) {
 		g := c.segs[c.seg]
 		var h [frameHeader]byte
 		if _, err := io.ReadFull(c.br, h[:]); err != nil {
-			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.path, c.off, c.next, noEOF(err))
+			if c.skipChunk(err) {
+				continue
+			}
+			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.name(), c.off, c.next, noEOF(err))
 		}
 		n, sum, err := header(h[:])
 		if err != nil {
-			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.path, c.off, c.next, err)
+			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.name(), c.off, c.next, err)
 		}
 		c.p = slices.Grow(c.p[:0], n)[:n]
 		if _, err := io.ReadFull(c.br, c.p); err != nil {
-			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.path, c.off, c.next, noEOF(err))
+			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.name(), c.off, c.next, noEOF(err))
 		}
 		fr, err := decode(c.p, sum)
 		if err != nil && c.skipDamaged && n != sealPayload {
@@ -72,13 +96,13 @@ func (c *cursor) read() (fr *frame, g *segment, off int64, err error) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.path, c.off, c.next, err)
+			return nil, nil, 0, fmt.Errorf("segment %s, offset %d, seq %d: %w", g.name(), c.off, c.next, err)
 		}
 		at := c.off
 		c.off += int64(frameHeader + n)
 		if fr.seal {
 			if c.seg+1 >= len(c.segs) || fr.next != c.next || c.segs[c.seg+1].first != c.next {
-				return nil, nil, 0, fmt.Errorf("segment %s is sealed at seq %d, want %d, and the next segment must start there", g.path, fr.next, c.next)
+				return nil, nil, 0, fmt.Errorf("segment %s is sealed at seq %d, want %d, and the next segment must start there", g.name(), fr.next, c.next)
 			}
 			c.seg++
 			c.off = 0
@@ -88,7 +112,7 @@ func (c *cursor) read() (fr *frame, g *segment, off int64, err error) {
 			continue
 		}
 		if fr.seq != c.next && !(c.skipDamaged && fr.seq > c.next) {
-			return nil, nil, 0, fmt.Errorf("segment %s, offset %d: found the record of seq %d, want %d", g.path, at, fr.seq, c.next)
+			return nil, nil, 0, fmt.Errorf("segment %s, offset %d: found the record of seq %d, want %d", g.name(), at, fr.seq, c.next)
 		}
 		c.next = fr.seq
 		c.next++

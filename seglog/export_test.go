@@ -25,3 +25,24 @@ func SetBlockSize(n int64) int64 {
 
 // IDKey is the id index's order key of an id.
 func IDKey(id string) int64 { return idKey(id) }
+
+// Decompress returns the bytes of the segment that the compressed segment
+// at path holds.
+func Decompress(path string) ([]byte, error) {
+	z, err := openZseg(path, newChunkCache(1))
+	if err != nil {
+		return nil, err
+	}
+	defer z.f.Close()
+	b := make([]byte, z.size)
+	_, err = z.ReadAt(b, 0)
+	return b, err
+}
+
+// SetChunkBytes sets the size of the chunks segments are compressed in,
+// and returns the old value.
+func SetChunkBytes(n int) int {
+	old := zChunk
+	zChunk = n
+	return old
+}

@@ -191,7 +191,7 @@ func (s *Store) readEntry(segs []*segment, seq, off int64) (*trail.Entry, error)
 		return nil, err
 	}
 	if fr.seal || fr.seq != seq {
-		return nil, misplaced{fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].path, off, seq, describe(fr))}
+		return nil, misplaced{fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].name(), off, seq, describe(fr))}
 	}
 	return fr.entry()
 }

@@ -15,10 +15,17 @@ import (
 )
 
 // fill appends n events to a fresh store in dir, in batches of 7, with
-// segments of 4 KiB, closes it and returns the entries.
+// segments of 4 KiB, waits until the sealed ones are compressed, closes it
+// and returns the entries.
 func fill(t *testing.T, dir string, n int) []*trail.Entry {
 	t.Helper()
-	s, err := seglog.Open(seglog.Config{Dir: dir, SegmentBytes: 4096})
+	return fillWith(t, seglog.Config{Dir: dir, SegmentBytes: 4096}, n)
+}
+
+// fillWith is fill with another configuration.
+func fillWith(t *testing.T, cfg seglog.Config, n int) []*trail.Entry {
+	t.Helper()
+	s, err := seglog.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,6 +33,9 @@ func fill(t *testing.T, dir string, n int) []*trail.Entry {
 	var all []*trail.Entry
 	for len(all) < n {
 		all = append(all, storetest.Append(t, s, b, storetest.Events(min(7, n-len(all)))...)...)
+	}
+	if err := s.WaitCompressed(t.Context()); err != nil {
+		t.Fatalf("WaitCompressed: %v", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -84,9 +94,9 @@ func wantAll(t *testing.T, s *seglog.Store, all []*trail.Entry) {
 func TestReopen(t *testing.T) {
 	dir := t.TempDir()
 	all := fill(t, dir, 200)
-	segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
+	segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.segz"))
 	if len(segs) < 10 {
-		t.Fatalf("got %d segments, want at least 10 of 4 KiB", len(segs))
+		t.Fatalf("got %d compressed segments, want at least 10 of 4 KiB", len(segs))
 	}
 	s := reopen(t, dir)
 	wantAll(t, s, all)
@@ -183,54 +193,139 @@ func TestTornTail(t *testing.T) {
 	}
 }
 
-// TestTamper damages the segments as an attacker or a failing disk would:
-// open or a read names the damage.
+// TestTamper damages uncompressed segments as an attacker or a failing
+// disk would: open or a read names the damage, and the file (segs[named],
+// the last if named is -1).
 func TestTamper(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		damage func(t *testing.T, segs []string)
 		open   string // the error of Open, if it fails; else one record is damaged
+		named  int
 	}{
-		{"edited byte in a sealed segment", func(t *testing.T, segs []string) { flipByte(t, segs[1], 100) }, ""},
-		{"edited byte in the active segment", func(t *testing.T, segs []string) { flipByte(t, segs[len(segs)-1], 30) }, "damaged, not torn by a crash"},
-		{"truncated sealed segment", func(t *testing.T, segs []string) { os.Truncate(segs[2], 1000) }, "is not sealed"},
-		{"deleted segment", func(t *testing.T, segs []string) { os.Remove(segs[3]) }, "are missing"},
-		{"deleted first segment", func(t *testing.T, segs []string) { os.Remove(segs[0]) }, "are missing"},
+		{"edited byte in a sealed segment", func(t *testing.T, segs []string) { flipByte(t, segs[1], 100) }, "", 1},
+		{"edited byte in the active segment", func(t *testing.T, segs []string) { flipByte(t, segs[len(segs)-1], 30) }, "damaged, not torn by a crash", -1},
+		{"truncated sealed segment", func(t *testing.T, segs []string) { os.Truncate(segs[2], 1000) }, "is not sealed", 2},
+		{"deleted segment", func(t *testing.T, segs []string) { os.Remove(segs[3]) }, "are missing", 2},
+		{"deleted first segment", func(t *testing.T, segs []string) { os.Remove(segs[0]) }, "are missing", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := seglog.Config{Dir: t.TempDir(), SegmentBytes: 4096, KeepUncompressed: true}
+			all := fillWith(t, cfg, 120)
+			segs, _ := filepath.Glob(filepath.Join(cfg.Dir, "log", "*.seg"))
+			named := segs[(tt.named+len(segs))%len(segs)]
+			tt.damage(t, segs)
+			wantDamage(t, cfg, all, tt.open, named)
+		})
+	}
+}
+
+// TestTamperCompressed damages compressed segments, of chunks smaller
+// than a segment: an edited chunk loses its records, which Scan skips and
+// Get names; a table that does not check, a truncated or deleted segment
+// keep the store from opening.
+func TestTamperCompressed(t *testing.T) {
+	defer seglog.SetChunkBytes(seglog.SetChunkBytes(1000))
+	lastByte := func(path string) int64 {
+		fi, _ := os.Stat(path)
+		return fi.Size() - 40
+	}
+	for _, tt := range []struct {
+		name   string
+		damage func(t *testing.T, segs []string)
+		open   string
+		named  int
+	}{
+		{"edited byte in a chunk", func(t *testing.T, segs []string) { flipByte(t, segs[1], 100) }, "", 1},
+		{"edited byte in the table", func(t *testing.T, segs []string) { flipByte(t, segs[1], lastByte(segs[1])) }, "truncated or edited", 1},
+		{"truncated", func(t *testing.T, segs []string) { os.Truncate(segs[2], 1000) }, "truncated or edited", 2},
+		{"deleted", func(t *testing.T, segs []string) { os.Remove(segs[3]) }, "are missing", 2},
+		{"deleted first", func(t *testing.T, segs []string) { os.Remove(segs[0]) }, "are missing", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := seglog.Config{Dir: t.TempDir(), SegmentBytes: 4096}
+			all := fillWith(t, cfg, 120)
+			segs, _ := filepath.Glob(filepath.Join(cfg.Dir, "log", "*.segz"))
+			if len(segs) < 5 {
+				t.Fatalf("got %d compressed segments, want at least 5", len(segs))
+			}
+			tt.damage(t, segs)
+			wantDamage(t, cfg, all, tt.open, segs[tt.named])
+		})
+	}
+}
+
+// TestCompressCrash leaves what a crash during a compression leaves: Open
+// keeps the uncompressed segment, drops the rest, and compresses it again.
+func TestCompressCrash(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		leave func(t *testing.T, seg, segz string)
+	}{
+		{"both files", func(t *testing.T, seg, segz string) {}},
+		{"both files, the compressed one torn", func(t *testing.T, seg, segz string) { os.Truncate(segz, 100) }},
+		{"a temporary file", func(t *testing.T, seg, segz string) {
+			os.Rename(segz, strings.TrimSuffix(segz, ".segz")+".segz.tmp")
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			all := fill(t, dir, 120)
-			segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
-			tt.damage(t, segs)
-			s, err := seglog.Open(seglog.Config{Dir: dir, SegmentBytes: 4096})
-			if tt.open != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.open) {
-					t.Fatalf("Open: got %v, want an error with %q", err, tt.open)
-				}
-				return
-			}
+			all := fill(t, dir, 100)
+			segz, _ := filepath.Glob(filepath.Join(dir, "log", "*.segz"))
+			b, err := seglog.Decompress(segz[2])
 			if err != nil {
-				t.Fatalf("Open: %v", err)
+				t.Fatal(err)
 			}
-			defer s.Close()
-			// Scan skips the damaged record, as if it were missing, so
-			// that verification names its seq; Get names the damage.
-			next, missing := int64(0), int64(-1)
-			err = s.Scan(t.Context(), seglog.DefaultLog, 0, 120, func(e *trail.Entry) error {
-				if e.Seq != next && missing < 0 {
-					missing = next
-				}
-				next = e.Seq + 1
-				return nil
-			})
-			if err != nil || missing < 0 {
-				t.Fatalf("Scan: got %v, missing seq %d; want nil and one seq missing", err, missing)
+			seg := strings.TrimSuffix(segz[2], "z")
+			if err := os.WriteFile(seg, b, 0o600); err != nil {
+				t.Fatal(err)
 			}
-			_, err = s.Get(t.Context(), all[missing].ID)
-			if err == nil || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), filepath.Base(segs[1])) {
-				t.Fatalf("Get of the damaged record: got %v, want a checksum mismatch naming %s", err, filepath.Base(segs[1]))
+			tt.leave(t, seg, segz[2])
+			s := reopen(t, dir)
+			wantAll(t, s, all)
+			if err := s.WaitCompressed(t.Context()); err != nil {
+				t.Fatalf("WaitCompressed: %v", err)
 			}
+			left, _ := filepath.Glob(filepath.Join(dir, "log", "*.seg*"))
+			if want := len(segz) + 1; len(left) != want || slices.Contains(left, seg) {
+				t.Fatalf("segment files after the compression again: got %q, want %d: every sealed one compressed, the active one", left, want)
+			}
+			wantAll(t, s, all)
 		})
+	}
+}
+
+// wantDamage opens the damaged store in cfg.Dir: Open must fail with an
+// error holding open, or if open is "", Scan must skip the damaged
+// records, as if they were missing, so that verification names their
+// seqs, and Get of one of them must name the damage and the file.
+func wantDamage(t *testing.T, cfg seglog.Config, all []*trail.Entry, open, file string) {
+	t.Helper()
+	s, err := seglog.Open(cfg)
+	if open != "" {
+		if err == nil || !strings.Contains(err.Error(), open) || !strings.Contains(err.Error(), filepath.Base(file)) {
+			t.Fatalf("Open: got %v, want an error with %q naming %s", err, open, filepath.Base(file))
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	next, missing := int64(0), int64(-1)
+	err = s.Scan(t.Context(), seglog.DefaultLog, 0, int64(len(all)), func(e *trail.Entry) error {
+		if e.Seq != next && missing < 0 {
+			missing = next
+		}
+		next = e.Seq + 1
+		return nil
+	})
+	if err != nil || missing < 0 {
+		t.Fatalf("Scan: got %v, missing seq %d; want nil and a seq missing", err, missing)
+	}
+	_, err = s.Get(t.Context(), all[missing].ID)
+	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), filepath.Base(file)) {
+		t.Fatalf("Get of the damaged record: got %v, want a checksum mismatch naming %s", err, filepath.Base(file))
 	}
 }
 

@@ -47,6 +47,10 @@ type Config struct {
 	// a new one begun; default 64 MiB.
 	SegmentBytes int64
 
+	// KeepUncompressed leaves sealed segments as they are, rather than
+	// compress them (compress.go); a directory may hold both kinds.
+	KeepUncompressed bool
+
 	// IndexInterval is how long the indexer waits to gather a batch once
 	// records are pending; default 20ms. List never lags (it reads the
 	// unindexed tail from memory); this bounds the memory of that tail.
@@ -78,6 +82,11 @@ type Store struct {
 
 	segMu sync.RWMutex
 	segs  []*segment
+
+	chunks *chunkCache   // decompressed chunks of compressed segments
+	sealed chan struct{} // wakes the compressor
+	zMu    sync.Mutex
+	zErr   error // the compressor's last error
 
 	mu     sync.Mutex // the writer: guards what follows
 	w      *os.File   // the active segment, append-only
@@ -125,13 +134,18 @@ func Open(cfg Config) (*Store, error) {
 	if err := trail.ValidateID(cfg.Log); err != nil {
 		return nil, fmt.Errorf("seglog: open %s: log name %q: %s", cfg.Dir, cfg.Log, trail.ErrorMessage(err))
 	}
-	s := &Store{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	s := &Store{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+		chunks: newChunkCache(chunkCacheBytes), sealed: make(chan struct{}, 1)}
 	s.tail.ids = make(map[string]*tailEntry)
 	if err := s.open(); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("seglog: open %s: %w", cfg.Dir, err)
 	}
 	go s.indexLoop()
+	if !cfg.KeepUncompressed {
+		s.bg.Add(1)
+		go s.compressLoop()
+	}
 	return s, nil
 }
 
@@ -170,7 +184,7 @@ func (s *Store) open() error {
 // openLog lists the segments, recovers the active one's tail and opens it
 // for appending.
 func (s *Store) openLog(dir string) error {
-	segs, lastSealed, err := listSegments(dir)
+	segs, lastSealed, err := listSegments(dir, s.chunks)
 	if err != nil {
 		return err
 	}
@@ -185,7 +199,7 @@ func (s *Store) openLog(dir string) error {
 	last := segs[len(segs)-1]
 	if lastSealed {
 		// A crash between sealing a segment and creating the next.
-		next, _, err := readSeal(last.path)
+		next, _, err := last.seal()
 		if err != nil {
 			return err
 		}

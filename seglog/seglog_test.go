@@ -1,6 +1,8 @@
 package seglog_test
 
 import (
+	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -31,8 +33,29 @@ func TestConformance(t *testing.T) {
 	// Tiny segments roll every few records, and the indexer runs at once.
 	t.Run("SmallSegments", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) trail.Store {
-			return mustOpen(t, seglog.Config{Dir: t.TempDir(), SegmentBytes: 2048, IndexInterval: time.Microsecond})
+			return mustOpen(t, seglog.Config{Dir: t.TempDir(), SegmentBytes: 2048, IndexInterval: time.Microsecond, KeepUncompressed: true})
 		})
+	})
+	// Tiny segments compressed, in chunks of a few frames, while the
+	// tests read them.
+	t.Run("SmallSegmentsCompressed", func(t *testing.T) {
+		defer seglog.SetChunkBytes(seglog.SetChunkBytes(1500))
+		var compressed int
+		storetest.Run(t, func(t *testing.T) trail.Store {
+			dir := t.TempDir()
+			s := mustOpen(t, seglog.Config{Dir: dir, SegmentBytes: 2048, IndexInterval: time.Microsecond})
+			t.Cleanup(func() {
+				if err := s.WaitCompressed(context.Background()); err != nil {
+					t.Errorf("WaitCompressed: %v", err)
+				}
+				segz, _ := filepath.Glob(filepath.Join(dir, "log", "*.segz"))
+				compressed += len(segz)
+			})
+			return s
+		})
+		if compressed == 0 {
+			t.Fatalf("got no compressed segments, want some")
+		}
 	})
 	// Blocks of five records: List reads many blocks, full ones
 	// compressed, and the indexer fills several per batch.

@@ -1,0 +1,370 @@
+package seglog
+
+import (
+	"bufio"
+	"bytes"
+	"container/list"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// A compressed segment (.segz) holds the bytes of a sealed segment, cut
+// into chunks of whole frames of about zChunk bytes, each compressed on
+// its own as a zstd frame with its checksum, so that the frame at an
+// offset of the uncompressed segment is read by decompressing one chunk:
+//
+//	chunk 0 | chunk 1 | ... | table | footer
+//	table   one entry a chunk: uoff uint64 | coff uint64 | clen uint32 | ulen uint32
+//	footer  table offset uint64 | chunks uint32 | uncompressed size uint64 |
+//	        crc uint32 (CRC-32C of the table and the footer before it) | zMagic
+//
+// Integers are little-endian. uoff is the chunk's offset in the segment,
+// coff its offset in the file; both follow on from the chunk before.
+const (
+	zSuffix = ".segz"
+	zTemp   = ".segz.tmp"
+	zEntry  = 24
+	zFooter = 32
+	zMagic  = "TRLSEGZ1"
+)
+
+// zChunk is the size a chunk grows to before it is compressed.
+var zChunk = 64 << 10
+
+// zdecoder decompresses chunks; DecodeAll may be called concurrently. A
+// chunk may hold a frame of maxFrameSize and the frames before it.
+var zdecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(2*maxFrameSize))
+
+// newEncoder returns an encoder of chunks at level.
+func newEncoder(level zstd.EncoderLevel) *zstd.Encoder {
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+	return enc
+}
+
+// zchunk is one entry of the table.
+type zchunk struct {
+	uoff, coff int64
+	clen, ulen int64
+}
+
+// A zseg is an open compressed segment.
+type zseg struct {
+	path   string
+	f      *os.File
+	size   int64 // of the segment, uncompressed
+	chunks []zchunk
+	cache  *chunkCache
+}
+
+// errStopped ends a compression that Close interrupts.
+var errStopped = errors.New("the store is closing")
+
+// compressFile writes the compressed copy of the sealed segment src to
+// dst, a new file, and syncs it. It checks that each chunk decompresses
+// to its bytes before it writes it.
+func compressFile(src, dst string, enc *zstd.Encoder, stop <-chan struct{}) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	zw := &zwriter{w: bufio.NewWriterSize(out, 1<<20), enc: enc}
+	if err := zw.frames(bufio.NewReaderSize(in, 1<<20), src, stop); err != nil {
+		return err
+	}
+	if err := zw.finish(); err != nil {
+		return err
+	}
+	return syncFile(out)
+}
+
+// zwriter writes the chunks and table of a compressed segment.
+type zwriter struct {
+	w          *bufio.Writer
+	enc        *zstd.Encoder
+	raw, comp  []byte
+	check      []byte
+	chunks     []zchunk
+	uoff, coff int64
+}
+
+// frames reads the segment's frames from r and writes them in chunks.
+func (zw *zwriter) frames(r io.Reader, src string, stop <-chan struct{}) error {
+	for {
+		start := len(zw.raw)
+		zw.raw = slices.Grow(zw.raw, frameHeader)[:start+frameHeader]
+		if _, err := io.ReadFull(r, zw.raw[start:]); err == io.EOF {
+			zw.raw = zw.raw[:start]
+			return zw.flush()
+		} else if err != nil {
+			return fmt.Errorf("segment %s, offset %d: %w", src, zw.uoff+int64(start), noEOF(err))
+		}
+		n, _, err := header(zw.raw[start:])
+		if err != nil {
+			return fmt.Errorf("segment %s, offset %d: %w", src, zw.uoff+int64(start), err)
+		}
+		zw.raw = slices.Grow(zw.raw, n)[:start+frameHeader+n]
+		if _, err := io.ReadFull(r, zw.raw[start+frameHeader:]); err != nil {
+			return fmt.Errorf("segment %s, offset %d: %w", src, zw.uoff+int64(start), noEOF(err))
+		}
+		if len(zw.raw) >= zChunk {
+			select {
+			case <-stop:
+				return errStopped
+			default:
+			}
+			if err := zw.flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// flush compresses and writes the chunk gathered.
+func (zw *zwriter) flush() error {
+	if len(zw.raw) == 0 {
+		return nil
+	}
+	zw.comp = zw.enc.EncodeAll(zw.raw, zw.comp[:0])
+	var err error
+	zw.check, err = zdecoder.DecodeAll(zw.comp, zw.check[:0])
+	if err != nil || !bytes.Equal(zw.check, zw.raw) {
+		return fmt.Errorf("chunk %d does not decompress to its bytes (%v)", len(zw.chunks), err)
+	}
+	if _, err := zw.w.Write(zw.comp); err != nil {
+		return err
+	}
+	c := zchunk{uoff: zw.uoff, coff: zw.coff, clen: int64(len(zw.comp)), ulen: int64(len(zw.raw))}
+	zw.chunks = append(zw.chunks, c)
+	zw.uoff += c.ulen
+	zw.coff += c.clen
+	zw.raw = zw.raw[:0]
+	return nil
+}
+
+// finish writes the table and the footer.
+func (zw *zwriter) finish() error {
+	b := make([]byte, 0, len(zw.chunks)*zEntry+zFooter)
+	for _, c := range zw.chunks {
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.uoff))
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.coff))
+		b = binary.LittleEndian.AppendUint32(b, uint32(c.clen))
+		b = binary.LittleEndian.AppendUint32(b, uint32(c.ulen))
+	}
+	b = binary.LittleEndian.AppendUint64(b, uint64(zw.coff))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(zw.chunks)))
+	b = binary.LittleEndian.AppendUint64(b, uint64(zw.uoff))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	b = append(b, zMagic...)
+	if _, err := zw.w.Write(b); err != nil {
+		return err
+	}
+	return zw.w.Flush()
+}
+
+// openZseg opens the compressed segment at path and checks its table.
+func openZseg(path string, cache *chunkCache) (*zseg, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	z := &zseg{path: path, f: f, cache: cache}
+	if err := z.readTable(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("compressed segment %s: %w: it was truncated or edited; restore it from a backup", path, err)
+	}
+	return z, nil
+}
+
+func (z *zseg) readTable() error {
+	fi, err := z.f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() < zFooter {
+		return fmt.Errorf("%d bytes are too few for its footer", fi.Size())
+	}
+	ft := make([]byte, zFooter)
+	if _, err := z.f.ReadAt(ft, fi.Size()-zFooter); err != nil {
+		return err
+	}
+	tableOff := int64(binary.LittleEndian.Uint64(ft))
+	n := int64(binary.LittleEndian.Uint32(ft[8:]))
+	z.size = int64(binary.LittleEndian.Uint64(ft[12:]))
+	if string(ft[24:]) != zMagic || tableOff < 0 || tableOff+n*zEntry+zFooter != fi.Size() {
+		return errors.New("its footer is not one")
+	}
+	b := make([]byte, n*zEntry+zFooter)
+	if _, err := z.f.ReadAt(b, tableOff); err != nil {
+		return err
+	}
+	end := len(b) - zFooter + 20
+	if got, want := crc32.Checksum(b[:end], castagnoli), binary.LittleEndian.Uint32(b[end:]); got != want {
+		return fmt.Errorf("its table: %w (crc32c %08x, footer says %08x)", errChecksum, got, want)
+	}
+	z.chunks = make([]zchunk, n)
+	var uoff, coff int64
+	for i := range z.chunks {
+		e := b[i*zEntry:]
+		c := zchunk{uoff: int64(binary.LittleEndian.Uint64(e)), coff: int64(binary.LittleEndian.Uint64(e[8:])),
+			clen: int64(binary.LittleEndian.Uint32(e[16:])), ulen: int64(binary.LittleEndian.Uint32(e[20:]))}
+		if c.uoff != uoff || c.coff != coff || c.ulen == 0 || c.ulen > 2*maxFrameSize {
+			return fmt.Errorf("its table: chunk %d is out of place", i)
+		}
+		z.chunks[i] = c
+		uoff, coff = uoff+c.ulen, coff+c.clen
+	}
+	if uoff != z.size || coff != tableOff {
+		return errors.New("its table does not add up to its footer")
+	}
+	return nil
+}
+
+// chunkError says that a chunk of a compressed segment is damaged: its
+// frames are lost together.
+type chunkError struct {
+	path       string
+	i          int
+	start, end int64 // its offsets in the segment
+	err        error
+}
+
+func (e *chunkError) Error() string {
+	return fmt.Sprintf("compressed segment %s, chunk %d (offsets [%d, %d) of the segment): %v: %v", e.path, e.i, e.start, e.end, e.err, errChecksum)
+}
+
+func (e *chunkError) Unwrap() error { return errChecksum }
+
+// ReadAt reads the segment's bytes at off, decompressing the chunks that
+// hold them.
+func (z *zseg) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		if off >= z.size {
+			return n, io.EOF
+		}
+		i := sort.Search(len(z.chunks), func(i int) bool { return z.chunks[i].uoff > off }) - 1
+		if i < 0 {
+			return n, fmt.Errorf("compressed segment %s: offset %d", z.path, off)
+		}
+		b, err := z.chunk(i)
+		if err != nil {
+			return n, err
+		}
+		c := copy(p[n:], b[off-z.chunks[i].uoff:])
+		n += c
+		off += int64(c)
+	}
+	return n, nil
+}
+
+// readChunk reads up to len(p) bytes at off, from the chunk that holds
+// off only.
+func (z *zseg) readChunk(p []byte, off int64) (int, error) {
+	i := sort.Search(len(z.chunks), func(i int) bool { return z.chunks[i].uoff > off }) - 1
+	if i < 0 || off >= z.size {
+		return 0, io.EOF
+	}
+	b, err := z.chunk(i)
+	if err != nil {
+		return 0, err
+	}
+	return copy(p, b[off-z.chunks[i].uoff:]), nil
+}
+
+// chunk returns chunk i's bytes, from the cache if it holds them. They
+// must not be changed.
+func (z *zseg) chunk(i int) ([]byte, error) {
+	if b := z.cache.get(z, i); b != nil {
+		return b, nil
+	}
+	c := z.chunks[i]
+	comp := make([]byte, c.clen)
+	if _, err := z.f.ReadAt(comp, c.coff); err != nil {
+		return nil, fmt.Errorf("compressed segment %s, chunk %d: %w", z.path, i, noEOF(err))
+	}
+	b, err := zdecoder.DecodeAll(comp, make([]byte, 0, c.ulen))
+	if err == nil && int64(len(b)) != c.ulen {
+		err = fmt.Errorf("it holds %d bytes, the table says %d", len(b), c.ulen)
+	}
+	if err != nil {
+		return nil, &chunkError{path: z.path, i: i, start: c.uoff, end: c.uoff + c.ulen, err: err}
+	}
+	z.cache.put(z, i, b)
+	return b, nil
+}
+
+// chunkCache holds recently decompressed chunks, up to max bytes, so that
+// a sequential read decompresses each chunk once.
+type chunkCache struct {
+	mu   sync.Mutex
+	max  int
+	size int
+	m    map[chunkKey]*list.Element
+	lru  list.List // of *chunkItem, the most recent first
+}
+
+type chunkKey struct {
+	z *zseg
+	i int
+}
+
+type chunkItem struct {
+	key chunkKey
+	b   []byte
+}
+
+// chunkCacheBytes bounds each store's cache of decompressed chunks.
+const chunkCacheBytes = 8 << 20
+
+func newChunkCache(max int) *chunkCache {
+	return &chunkCache{max: max, m: make(map[chunkKey]*list.Element)}
+}
+
+func (c *chunkCache) get(z *zseg, i int) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := c.m[chunkKey{z, i}]
+	if el == nil {
+		return nil
+	}
+	c.lru.MoveToFront(el)
+	return el.Value.(*chunkItem).b
+}
+
+func (c *chunkCache) put(z *zseg, i int, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := chunkKey{z, i}
+	if c.m[k] != nil {
+		return
+	}
+	c.m[k] = c.lru.PushFront(&chunkItem{key: k, b: b})
+	c.size += len(b)
+	for c.size > c.max && c.lru.Len() > 1 {
+		it := c.lru.Remove(c.lru.Back()).(*chunkItem)
+		delete(c.m, it.key)
+		c.size -= len(it.b)
+	}
+}
