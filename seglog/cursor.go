@@ -101,6 +101,9 @@ func (c *cursor) read() (fr *frame, g *segment, off int64, err error) {
 		at := c.off
 		c.off += int64(frameHeader + n)
 		if fr.seal {
+			if c.skipDamaged && fr.next > c.next {
+				c.next = fr.next // the records of a damaged chunk before the seal
+			}
 			if c.seg+1 >= len(c.segs) || fr.next != c.next || c.segs[c.seg+1].first != c.next {
 				return nil, nil, 0, fmt.Errorf("segment %s is sealed at seq %d, want %d, and the next segment must start there", g.name(), fr.next, c.next)
 			}

@@ -236,6 +236,9 @@ func (s *Store) scanFrames(ctx context.Context, log string, from, to int64, fn f
 			}
 		}
 		fr, _, _, err := c.read()
+		if err != nil && c.next >= to {
+			return nil // it skipped damaged records to the end of the range
+		}
 		if err != nil {
 			return fmt.Errorf("seglog: scan %s [%d, %d): %w", log, from, to, err)
 		}

@@ -225,7 +225,6 @@ func TestTamper(t *testing.T) {
 // Get names; a table that does not check, a truncated or deleted segment
 // keep the store from opening.
 func TestTamperCompressed(t *testing.T) {
-	defer seglog.SetChunkBytes(seglog.SetChunkBytes(1000))
 	lastByte := func(path string) int64 {
 		fi, _ := os.Stat(path)
 		return fi.Size() - 40
@@ -235,14 +234,19 @@ func TestTamperCompressed(t *testing.T) {
 		damage func(t *testing.T, segs []string)
 		open   string
 		named  int
+		chunk  int // bytes; 0 for the default, more than a segment
 	}{
-		{"edited byte in a chunk", func(t *testing.T, segs []string) { flipByte(t, segs[1], 100) }, "", 1},
-		{"edited byte in the table", func(t *testing.T, segs []string) { flipByte(t, segs[1], lastByte(segs[1])) }, "truncated or edited", 1},
-		{"truncated", func(t *testing.T, segs []string) { os.Truncate(segs[2], 1000) }, "truncated or edited", 2},
-		{"deleted", func(t *testing.T, segs []string) { os.Remove(segs[3]) }, "are missing", 2},
-		{"deleted first", func(t *testing.T, segs []string) { os.Remove(segs[0]) }, "are missing", 1},
+		{"edited byte in a chunk", func(t *testing.T, segs []string) { flipByte(t, segs[1], 100) }, "", 1, 1000},
+		{"edited byte in the one chunk of records", func(t *testing.T, segs []string) { flipByte(t, segs[1], 100) }, "", 1, 0},
+		{"edited byte in the table", func(t *testing.T, segs []string) { flipByte(t, segs[1], lastByte(segs[1])) }, "truncated or edited", 1, 1000},
+		{"truncated", func(t *testing.T, segs []string) { os.Truncate(segs[2], 1000) }, "truncated or edited", 2, 1000},
+		{"deleted", func(t *testing.T, segs []string) { os.Remove(segs[3]) }, "are missing", 2, 1000},
+		{"deleted first", func(t *testing.T, segs []string) { os.Remove(segs[0]) }, "are missing", 1, 1000},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.chunk > 0 {
+				defer seglog.SetChunkBytes(seglog.SetChunkBytes(tt.chunk))
+			}
 			cfg := seglog.Config{Dir: t.TempDir(), SegmentBytes: 4096}
 			all := fillWith(t, cfg, 120)
 			segs, _ := filepath.Glob(filepath.Join(cfg.Dir, "log", "*.segz"))

@@ -20,7 +20,8 @@ import (
 // A compressed segment (.segz) holds the bytes of a sealed segment, cut
 // into chunks of whole frames of about zChunk bytes, each compressed on
 // its own as a zstd frame with its checksum, so that the frame at an
-// offset of the uncompressed segment is read by decompressing one chunk:
+// offset of the uncompressed segment is read by decompressing one chunk.
+// The seal frame is the last chunk, alone:
 //
 //	chunk 0 | chunk 1 | ... | table | footer
 //	table   one entry a chunk: uoff uint64 | coff uint64 | clen uint32 | ulen uint32
@@ -109,24 +110,32 @@ type zwriter struct {
 	uoff, coff int64
 }
 
-// frames reads the segment's frames from r and writes them in chunks.
+// frames reads the segment's frames from r and writes them in chunks. The
+// seal gets a chunk of its own, so that damage to a chunk of records
+// leaves the seal, which Open reads, intact.
 func (zw *zwriter) frames(r io.Reader, src string, stop <-chan struct{}) error {
+	var h [frameHeader]byte
 	for {
-		start := len(zw.raw)
-		zw.raw = slices.Grow(zw.raw, frameHeader)[:start+frameHeader]
-		if _, err := io.ReadFull(r, zw.raw[start:]); err == io.EOF {
-			zw.raw = zw.raw[:start]
+		at := zw.uoff + int64(len(zw.raw))
+		if _, err := io.ReadFull(r, h[:]); err == io.EOF {
 			return zw.flush()
 		} else if err != nil {
-			return fmt.Errorf("segment %s, offset %d: %w", src, zw.uoff+int64(start), noEOF(err))
+			return fmt.Errorf("segment %s, offset %d: %w", src, at, noEOF(err))
 		}
-		n, _, err := header(zw.raw[start:])
+		n, _, err := header(h[:])
 		if err != nil {
-			return fmt.Errorf("segment %s, offset %d: %w", src, zw.uoff+int64(start), err)
+			return fmt.Errorf("segment %s, offset %d: %w", src, at, err)
 		}
-		zw.raw = slices.Grow(zw.raw, n)[:start+frameHeader+n]
-		if _, err := io.ReadFull(r, zw.raw[start+frameHeader:]); err != nil {
-			return fmt.Errorf("segment %s, offset %d: %w", src, zw.uoff+int64(start), noEOF(err))
+		if n == sealPayload {
+			if err := zw.flush(); err != nil {
+				return err
+			}
+		}
+		start := len(zw.raw) + frameHeader
+		zw.raw = append(zw.raw, h[:]...)
+		zw.raw = slices.Grow(zw.raw, n)[:start+n]
+		if _, err := io.ReadFull(r, zw.raw[start:]); err != nil {
+			return fmt.Errorf("segment %s, offset %d: %w", src, at, noEOF(err))
 		}
 		if len(zw.raw) >= zChunk {
 			select {

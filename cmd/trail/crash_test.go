@@ -322,7 +322,8 @@ func isConnError(cause string) bool {
 }
 
 // TestKill9Loop kills the server with SIGKILL 20 times in one run, on
-// segments of 32 KiB, so that kills land during segment rolls; every
+// segments of 32 KiB, so that kills land during segment rolls and their
+// compressions (it checks that some did); every
 // fourth round also drops the index and kills a server while it rebuilds
 // the index at start-up. After each restart every acknowledged event must
 // read back byte-identical, and the log must be dense.
@@ -332,6 +333,7 @@ func TestKill9Loop(t *testing.T) {
 	l := newLoad()
 	rng := rand.New(rand.NewPCG(7, 11))
 	const rounds = 20
+	interrupted := 0 // kills that left compressions to do or half done
 	for round := range rounds {
 		if round%4 == 3 {
 			if err := os.RemoveAll(filepath.Join(data, "index")); err != nil {
@@ -352,6 +354,7 @@ func TestKill9Loop(t *testing.T) {
 		}
 		close(stop)
 		wait()
+		interrupted += compressing(data)
 	}
 	p := MustStartServe(t, data, args...)
 	c := client.New(p.URL)
@@ -363,7 +366,24 @@ func TestKill9Loop(t *testing.T) {
 		}
 	}
 	segs, _ := filepath.Glob(filepath.Join(data, "log", "*.seg"))
-	t.Logf("%d rounds: %d events acknowledged, %d records in %d segments", rounds, len(l.acked), len(stored), len(segs))
+	segz, _ := filepath.Glob(filepath.Join(data, "log", "*.segz"))
+	t.Logf("%d rounds: %d events acknowledged, %d records in %d segments, %d compressed; %d kills interrupted compressions",
+		rounds, len(l.acked), len(stored), len(segs), len(segz), interrupted)
+	if len(segz) == 0 || interrupted == 0 {
+		t.Fatalf("got %d compressed segments and %d kills during compressions, want some of both", len(segz), interrupted)
+	}
+}
+
+// compressing reports (1 or 0) whether the log in data holds a compression
+// under way or yet to do: a temporary compressed file, or a sealed segment
+// not yet compressed (every uncompressed segment but the last).
+func compressing(data string) int {
+	tmp, _ := filepath.Glob(filepath.Join(data, "log", "*.segz.tmp"))
+	segs, _ := filepath.Glob(filepath.Join(data, "log", "*.seg"))
+	if len(tmp) > 0 || len(segs) > 1 {
+		return 1
+	}
+	return 0
 }
 
 // killDuringStart starts trail serve on data and kills it after d, which

@@ -23,6 +23,7 @@ type serveConfig struct {
 	store              string
 	storeFile          string // holds the store URI, instead of --store
 	segmentSize        byteSize
+	compressSegments   bool
 	log                string
 	logSet             bool // --log given: with MongoDB, the log name prefix
 	origin             string
@@ -69,6 +70,7 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.store, "store", "embedded", "`store`: \"embedded\" (segments in --data), \"sqlite\" (the earlier embedded store, --data/trail.db) or a MongoDB URI, mongodb://host/db")
 	cfg.segmentSize = 64 << 20
 	fs.Var(&cfg.segmentSize, "segment-size", "embedded store: the `size` at which a log segment is sealed and the next begun")
+	fs.BoolVar(&cfg.compressSegments, "compress-segments", true, "embedded store: compress sealed segments with zstd, in the background (false keeps them as written; a log may hold both)")
 	fs.StringVar(&cfg.storeFile, "store-file", "", "`file` holding the MongoDB URI, instead of --store, so that its password is not on the command line")
 	fs.StringVar(&cfg.log, "log", "main", "`name` of the log the embedded store appends to; with MongoDB, if set, the prefix of the logs' names (there \"log\": log-1, log-2, ...)")
 	fs.StringVar(&cfg.origin, "origin", "trail.local", "checkpoint origin prefix and signing key `name` (origin is PREFIX/LOG)")

@@ -272,7 +272,7 @@ func openEmbedded(cfg *serveConfig) (trail.Store, error) {
 		}
 		return s, nil
 	}
-	s, err := seglog.Open(seglog.Config{Dir: cfg.data, Log: cfg.log, SegmentBytes: int64(cfg.segmentSize)})
+	s, err := seglog.Open(seglog.Config{Dir: cfg.data, Log: cfg.log, SegmentBytes: int64(cfg.segmentSize), KeepUncompressed: !cfg.compressSegments})
 	if errors.Is(err, seglog.ErrLegacy) {
 		return nil, fmt.Errorf("serve: %s holds a store of the SQLite layout of earlier versions (%s); convert it with `trail migrate --data %s`, or keep serving it with --store sqlite", cfg.data, seglog.LegacyFile, cfg.data)
 	}
