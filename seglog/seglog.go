@@ -12,9 +12,19 @@
 // What cannot be rebuilt from the log, checkpoints and API keys, lives in
 // a small SQLite file with synchronous=FULL (state.db).
 //
+// Once a segment is sealed, a background goroutine writes a compressed
+// copy of it to a new file (.segz: chunks of about 64 KiB of whole frames,
+// each a zstd frame with its checksum, and a table of chunks; segz.go),
+// syncs it, renames it into place, and only then removes the segment: no
+// byte of a sealed segment is rewritten in place. Offsets in the index
+// stay offsets in the uncompressed segment; a read decompresses the one
+// chunk that holds the frame, and the frame's CRC is checked as before.
+//
 // Layout of the directory:
 //
-//	log/00000000000000000000.seg   segments, named by their first seq
+//	log/00000000000000000000.segz  sealed segments, compressed, named by their first seq
+//	log/00000000000000000123.seg   the active segment; sealed ones not yet compressed
+//	log/*.segz.tmp                 a compression under way; removed at open
 //	index/index.db                 the derived index; delete it to rebuild
 //	index/ids.filter               a Bloom filter of the ids, derived too
 //	state.db                       log name, checkpoints, keys
