@@ -91,7 +91,9 @@ func (s *Store) refillBlock() error {
 	ctx := context.Background()
 	for seq := from; seq < to; {
 		fr, _, off, err := c.read()
-		if err != nil {
+		if err != nil && c.next >= to {
+			fr = &frame{seq: to} // it skipped damaged records to the end
+		} else if err != nil {
 			return err
 		}
 		for ; seq < min(fr.seq, to); seq++ {
