@@ -85,9 +85,9 @@ func (s *Store) compress(g *segment, enc *zstd.Encoder) error {
 	return syncDir(dir)
 }
 
-// CompressErr returns the error of the last compression of a sealed
+// compressErr returns the error of the last compression of a sealed
 // segment, if it failed; the segment stays uncompressed.
-func (s *Store) CompressErr() error {
+func (s *Store) compressErr() error {
 	s.zMu.Lock()
 	defer s.zMu.Unlock()
 	return s.zErr
@@ -105,7 +105,7 @@ func (s *Store) WaitCompressed(ctx context.Context) error {
 			}
 		}
 		if done {
-			return s.CompressErr()
+			return s.compressErr()
 		}
 		select {
 		case <-ctx.Done():

@@ -136,11 +136,16 @@ func (g *segment) close() error {
 // that names it. Where a segment exists both compressed and not, the
 // compression did not finish: the uncompressed file wins, and the other,
 // like a temporary file of a compression, is removed.
-func listSegments(dir string, cache *chunkCache) ([]*segment, bool, error) {
+func listSegments(dir string, cache *chunkCache) (_ []*segment, _ bool, err error) {
 	segs, err := readSegments(dir, cache)
 	if err != nil {
 		return nil, false, err
 	}
+	defer func() {
+		if err != nil {
+			closeAll(segs) // the compressed ones are open
+		}
+	}()
 	if len(segs) == 0 {
 		return nil, false, nil
 	}
