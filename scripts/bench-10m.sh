@@ -60,11 +60,8 @@ for mode in get list; do
 		"$(field records_per_request "$r")" "$(field errors "$r")" "$(member server_cpu us_per_event "$r")"
 done
 
-# Sealed segments are compressed in the background: measure the disk once
-# only the active segment is left as written.
-while [[ $(find "$data/log" -name '*.seg' -o -name '*.tmp' | wc -l) -gt 1 ]]; do
-	sleep 0.2
-done
+# Sealed segments are compressed in the background: measure the disk after.
+wait_compressed "$data"
 stop_server
 # After a clean stop the index's WAL is checkpointed away.
 log=$(du -sb "$data/log" | cut -f1)

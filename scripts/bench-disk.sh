@@ -19,11 +19,7 @@ for compress in false true; do
 	data=$tmp/data-$compress
 	start_server "$data" --compress-segments="$compress"
 	"$bin" bench --url "$url" --batch 1000 --concurrency 4 --events "$events" --json --progress 0 >"$tmp/report.json"
-	# The compressor runs in the background: wait until only the active
-	# segment is left uncompressed.
-	while [[ $compress == true && $(find "$data/log" -name '*.seg' -o -name '*.tmp' | wc -l) -gt 1 ]]; do
-		sleep 0.2
-	done
+	[[ $compress == true ]] && wait_compressed "$data"
 	stop_server
 	log=$(du -sb "$data/log" | cut -f1)
 	index=$(du -sb "$data/index" | cut -f1)

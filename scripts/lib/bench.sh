@@ -53,3 +53,12 @@ median() {
 	printf '%s, range %s..%s' "$(printf '%s\n' "$sorted" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')" \
 		"$(head -1 <<<"$sorted")" "$(tail -1 <<<"$sorted")"
 }
+
+# wait_compressed DATA waits until the server has compressed every sealed
+# segment of the embedded store in DATA: only the active one is left as
+# written.
+wait_compressed() {
+	while [[ $(find "$1/log" -name '*.seg' -o -name '*.tmp' | wc -l) -gt 1 ]]; do
+		sleep 0.2
+	done
+}
