@@ -7,7 +7,7 @@
 #   - disk: bytes of the log and of the index, per event;
 #   - the server's RSS;
 #   - GET /logs/{id} and a filtered page (tenant, action prefix, a time
-#     window of WINDOW, limit 100) with trail bench-reads, 8 clients;
+#     window of WINDOW, limit 100; tenant t1, whose action is acct.suspended) with trail bench-reads, 8 clients;
 #   - open: a clean restart, to "listening";
 #   - recovery: a restart after kill -9 in the middle of ingest;
 #   - the RSS after the restart.
@@ -52,7 +52,7 @@ printf 'server RSS at %d records: %s\n' "$total" "$(rss)"
 
 for mode in get list; do
 	args=(--mode "$mode")
-	[[ $mode == list ]] && args+=(--tenant t3 --action 'acct.*' --window "$window")
+	[[ $mode == list ]] && args+=(--tenant t1 --action 'acct.*' --window "$window")
 	"$bin" bench-reads --url "$url" "${args[@]}" --concurrency 8 --duration 10s --json --server-pid "$pid" >"$tmp/reads.json" 2>/dev/null
 	r=$tmp/reads.json
 	printf 'reads %-4s: %6.0f requests/s  p50 %s ms  p99 %s ms  max %s ms  %s records each  errors %s  server %s µs/request\n' \
