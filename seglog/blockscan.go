@@ -29,9 +29,10 @@ func (s *Store) indexKeys(ctx context.Context, f *trail.Filter, q *blockQuery, b
 		slices.SortFunc(cands, func(a, b *blockMeta) int { return cmp.Or(cmp.Compare(a.tmin, b.tmin), cmp.Compare(a.first, b.first)) })
 	}
 	order := func(a, b listKey) int { return listOrder(f.Desc, a.time, a.seq, b.time, b.seq) }
-	var found []listKey
+	var found, blk []listKey
 	for k, m := range cands {
-		if need > 0 && len(found) >= need {
+		full := need > 0 && len(found) >= need
+		if full {
 			last := found[need-1].time
 			if !f.Desc && m.tmin > last || f.Desc && m.tmax < last {
 				break // every block left sorts after the page
@@ -46,7 +47,7 @@ func (s *Store) indexKeys(ctx context.Context, f *trail.Filter, q *blockQuery, b
 		if err != nil {
 			return nil, err
 		}
-		added := false
+		blk = blk[:0]
 		for i := range rows {
 			r := &rows[i]
 			seq := m.first + int64(i)
@@ -54,19 +55,39 @@ func (s *Store) indexKeys(ctx context.Context, f *trail.Filter, q *blockQuery, b
 				break
 			}
 			key := listKey{seq: seq, off: r.off, time: r.time}
-			if !q.matches(r) || !s.inRange(f, r.time, seq) || from != nil && order(*from, key) >= 0 {
+			if !q.matches(r) || !s.inRange(f, r.time, seq) || from != nil && order(*from, key) >= 0 ||
+				full && order(key, found[need-1]) >= 0 {
 				continue
 			}
-			found, added = append(found, key), true
+			blk = append(blk, key)
 		}
-		if added {
-			slices.SortFunc(found, order)
-			if need > 0 && len(found) > need {
-				found = found[:need]
-			}
+		if len(blk) > 0 {
+			// A block's rows are nearly in time order already, which the
+			// sort is quick on; then the two sorted lists are merged.
+			slices.SortFunc(blk, order)
+			found = mergeKeys(found, blk, need, order)
 		}
 	}
 	return found, nil
+}
+
+// mergeKeys merges the sorted lists a and b, keeping the first need (all
+// if need <= 0).
+func mergeKeys(a, b []listKey, need int, order func(x, y listKey) int) []listKey {
+	n := len(a) + len(b)
+	if need > 0 {
+		n = min(n, need)
+	}
+	out := make([]listKey, 0, n)
+	i, j := 0, 0
+	for len(out) < n {
+		if j == len(b) || i < len(a) && order(a[i], b[j]) <= 0 {
+			out, i = append(out, a[i]), i+1
+		} else {
+			out, j = append(out, b[j]), j+1
+		}
+	}
+	return out
 }
 
 // blockMayMatch reports whether the block m may hold a record that passes
