@@ -271,15 +271,6 @@ func (e *Entry) Receipt() Receipt {
 	return Receipt{ID: e.ID, Log: e.Log, Seq: e.Seq, ReceivedAt: e.ReceivedAt, LeafHash: e.Hashes[0]}
 }
 
-// ParseEntry rebuilds an entry's parsed fields from its stored bytes.
-func ParseEntry(b []byte, digest Digest, hashes []tlog.Hash) (*Entry, error) {
-	e := &Entry{Bytes: b, Digest: digest, Hashes: hashes}
-	if err := json.Unmarshal(b, &e.Record); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
 // HashLocation says where the stored hash with the tlog index is kept: in
 // the Hashes of the record at seq, at position level.
 func HashLocation(index int64) (seq int64, level int) {
