@@ -13,7 +13,7 @@
 // a small SQLite file with synchronous=FULL (state.db).
 //
 // Once a segment is sealed, a background goroutine writes a compressed
-// copy of it to a new file (.segz: chunks of about 64 KiB of whole frames,
+// copy of it to a new file (.segz: chunks of about 16 KiB of whole frames,
 // each a zstd frame with its checksum, and a table of chunks; segz.go),
 // syncs it, renames it into place, and only then removes the segment: no
 // byte of a sealed segment is rewritten in place. Offsets in the index
