@@ -177,8 +177,8 @@ func bench(ctx context.Context, cfg *benchConfig, stderr io.Writer, tty bool) (*
 	}
 	load := newBenchLoad(ctx, cfg, cl)
 	if cfg.httpClient == "raw" {
-		if load.raw, err = newRawTarget(cfg); err != nil {
-			return nil, err
+		if load.raw, err = newRawTarget(&cfg.clientFlags); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
 		}
 	}
 	meter, err := startCPUMeter(cfg.serverPID)

@@ -29,40 +29,52 @@ import (
 // gigabytes.
 const maxRawAnswer = 64 << 20
 
-// rawTarget is what the raw connections of a run share: the address to dial
-// and each request's head, up to the Content-Length value.
+// rawTarget is what the raw connections of a run share: the address to dial,
+// the head every request carries after its request line, and the base path.
 type rawTarget struct {
-	addr string
-	head []byte
+	addr   string
+	prefix string // the URL's path, before /logs
+	common []byte // Host, User-Agent, Accept and Authorization lines
+	head   []byte // a POST /logs request's head, up to the Content-Length value
 }
 
-// newRawTarget returns the raw path's target for cfg, or nil if the URL
+// newRawTarget returns the raw path's target for cf, or nil if the URL
 // needs the std path: https (TLS is left to net/http) or credentials in
 // the URL.
-func newRawTarget(cfg *benchConfig) (*rawTarget, error) {
-	u, err := url.Parse(strings.TrimRight(cfg.url, "/"))
+func newRawTarget(cf *clientFlags) (*rawTarget, error) {
+	u, err := url.Parse(strings.TrimRight(cf.url, "/"))
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("bench: bad --url %q: want http://host:port", cfg.url)
+		return nil, fmt.Errorf("bad --url %q: want http://host:port", cf.url)
 	}
 	if u.Scheme != "http" || u.User != nil {
 		return nil, nil
 	}
-	if strings.ContainsAny(cfg.token, "\r\n") {
-		return nil, errors.New("bench: --token holds a line break")
+	if strings.ContainsAny(cf.token, "\r\n") {
+		return nil, errors.New("--token holds a line break")
 	}
 	addr := u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	var h []byte
-	h = append(h, "POST "+u.EscapedPath()+"/logs HTTP/1.1\r\nHost: "+u.Host+"\r\n"...)
-	h = append(h, "User-Agent: trail-cli/"+versionString()+"\r\n"...)
-	h = append(h, "Content-Type: application/json\r\nAccept: application/json\r\n"...)
-	if cfg.token != "" {
-		h = append(h, "Authorization: Bearer "+cfg.token+"\r\n"...)
+	t := &rawTarget{addr: addr, prefix: u.EscapedPath()}
+	t.common = append(t.common, "Host: "+u.Host+"\r\n"...)
+	t.common = append(t.common, "User-Agent: trail-cli/"+versionString()+"\r\n"...)
+	t.common = append(t.common, "Accept: application/json\r\n"...)
+	if cf.token != "" {
+		t.common = append(t.common, "Authorization: Bearer "+cf.token+"\r\n"...)
 	}
-	h = append(h, "Content-Length: "...)
-	return &rawTarget{addr: addr, head: h}, nil
+	t.head = append(t.head, "POST "+t.prefix+"/logs HTTP/1.1\r\n"...)
+	t.head = append(t.head, t.common...)
+	t.head = append(t.head, "Content-Type: application/json\r\nContent-Length: "...)
+	return t, nil
+}
+
+// get appends a GET request of path (below the URL's path, with its query)
+// to dst.
+func (t *rawTarget) get(dst []byte, path string) []byte {
+	dst = append(dst, "GET "+t.prefix+path+" HTTP/1.1\r\n"...)
+	dst = append(dst, t.common...)
+	return append(dst, "\r\n"...)
 }
 
 // rawConn is one worker's connection; it dials on first use and again
@@ -106,6 +118,15 @@ func (rc *rawConn) close() {
 // exchange sends body and appends the answer's body to dst, all before
 // deadline. On an error the connection is closed.
 func (rc *rawConn) exchange(body, dst []byte, deadline time.Time) ([]byte, rawAnswer, error) {
+	rc.req = append(rc.req[:0], rc.t.head...)
+	rc.req = strconv.AppendInt(rc.req, int64(len(body)), 10)
+	rc.req = append(append(rc.req, "\r\n\r\n"...), body...)
+	return rc.roundTrip(rc.req, dst, deadline)
+}
+
+// roundTrip sends the request req, whole, and appends the answer's body
+// to dst, all before deadline. On an error the connection is closed.
+func (rc *rawConn) roundTrip(req, dst []byte, deadline time.Time) ([]byte, rawAnswer, error) {
 	if rc.conn == nil {
 		d := net.Dialer{Deadline: deadline}
 		c, err := d.Dial("tcp", rc.t.addr)
@@ -121,10 +142,7 @@ func (rc *rawConn) exchange(body, dst []byte, deadline time.Time) ([]byte, rawAn
 	}
 	reused := rc.used
 	rc.conn.SetDeadline(deadline)
-	rc.req = append(rc.req[:0], rc.t.head...)
-	rc.req = strconv.AppendInt(rc.req, int64(len(body)), 10)
-	rc.req = append(append(rc.req, "\r\n\r\n"...), body...)
-	if _, err := rc.conn.Write(rc.req); err != nil {
+	if _, err := rc.conn.Write(req); err != nil {
 		rc.close()
 		return dst, rawAnswer{stale: reused && closedEarly(err)}, err
 	}
