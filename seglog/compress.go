@@ -7,30 +7,24 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 )
 
-// zLevel is the level sealed segments are compressed at. SpeedFastest
-// takes about half the CPU of SpeedDefault for a ratio a few percent
-// worse (docs/PERFORMANCE.md); the compressor competes with ingest for
-// the CPU, and disk is cheaper.
-var zLevel = zstd.SpeedFastest
+// zCodec is the codec sealed segments are compressed with (codec.go): the
+// compressor competes with ingest for the CPU, and disk is cheaper.
+var zCodec codec = s2Codec{}
 
 // compressLoop compresses sealed segments, one at a time, off the
 // acknowledgement path: at open, those a crash or an older version left
 // uncompressed, and then each one as it is sealed. Close interrupts it.
 func (s *Store) compressLoop() {
 	defer s.bg.Done()
-	enc := newEncoder(zLevel)
-	defer enc.Close()
 	for {
 		segs := s.segments()
 		for _, g := range segs[:len(segs)-1] { // the last is active
 			if g.compressed() || g.zfailed.Load() {
 				continue
 			}
-			err := s.compress(g, enc)
+			err := s.compress(g, zCodec)
 			if err == errStopped {
 				return
 			}
@@ -56,11 +50,11 @@ func (s *Store) compressLoop() {
 // only then do reads go to it, and is the uncompressed file removed. A
 // crash at any step leaves one whole file of the segment at least, which
 // Open sorts out (listSegments).
-func (s *Store) compress(g *segment, enc *zstd.Encoder) error {
+func (s *Store) compress(g *segment, c codec) error {
 	base := strings.TrimSuffix(g.path, segSuffix)
 	tmp, dst := base+zTemp, base+zSuffix
 	os.Remove(tmp) // left by an attempt that failed
-	if err := compressFile(g.path, tmp, enc, s.stop); err != nil {
+	if err := compressFile(g.path, tmp, c, s.stop); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dst); err != nil {

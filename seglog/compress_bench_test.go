@@ -24,14 +24,15 @@ import (
 func BenchmarkCompressSegment(b *testing.B) {
 	for _, kind := range []string{"bench", "random"} {
 		seg, events := benchSegment(b, kind)
-		for _, level := range []zstd.EncoderLevel{zstd.SpeedFastest, zstd.SpeedDefault} {
-			b.Run(fmt.Sprintf("%s/%s", kind, level), func(b *testing.B) {
-				enc := newEncoder(level)
-				defer enc.Close()
+		for _, c := range []struct {
+			name  string
+			codec codec
+		}{{"s2", s2Codec{}}, {"zstd-fastest", newZstd(zstd.SpeedFastest)}, {"zstd-default", newZstd(zstd.SpeedDefault)}} {
+			b.Run(fmt.Sprintf("%s/%s", kind, c.name), func(b *testing.B) {
 				dst := filepath.Join(b.TempDir(), "x.segz")
 				for b.Loop() {
 					os.Remove(dst)
-					if err := compressFile(seg, dst, enc, nil); err != nil {
+					if err := compressFile(seg, dst, c.codec, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -58,7 +59,7 @@ func BenchmarkCompressSegment(b *testing.B) {
 
 // benchSegment writes a sealed segment of about 8 MiB of records of kind
 // and returns its path and how many records it holds.
-func benchSegment(b *testing.B, kind string) (string, int) {
+func benchSegment(b testing.TB, kind string) (string, int) {
 	b.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
 	bl := storetest.NewBuilder(DefaultLog)

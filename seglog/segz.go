@@ -13,20 +13,19 @@ import (
 	"slices"
 	"sort"
 	"sync"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // A compressed segment (.segz) holds the bytes of a sealed segment, cut
 // into chunks of whole frames of about zChunk bytes, each compressed on
-// its own as a zstd frame with its checksum, so that the frame at an
-// offset of the uncompressed segment is read by decompressing one chunk.
+// its own (codec.go: S2; zstd frames with their checksums in files that
+// end in the zstd magic), so that the frame at an offset of the
+// uncompressed segment is read by decompressing one chunk.
 // The seal frame is the last chunk, alone:
 //
 //	chunk 0 | chunk 1 | ... | table | footer
 //	table   one entry a chunk: uoff uint64 | coff uint64 | clen uint32 | ulen uint32
 //	footer  table offset uint64 | chunks uint32 | uncompressed size uint64 |
-//	        crc uint32 (CRC-32C of the table and the footer before it) | zMagic
+//	        crc uint32 (CRC-32C of the table and the footer before it) | the codec's magic
 //
 // Integers are little-endian. uoff is the chunk's offset in the segment,
 // coff its offset in the file; both follow on from the chunk before.
@@ -35,7 +34,6 @@ const (
 	zTemp   = ".segz.tmp"
 	zEntry  = 24
 	zFooter = 32
-	zMagic  = "TRLSEGZ1"
 )
 
 // zChunk is the size a chunk grows to before it is compressed. A Get of a
@@ -44,16 +42,6 @@ const (
 // trail bench's records and 0.41 rather than 0.39 on random ones
 // (BenchmarkCompressSegment).
 var zChunk = 16 << 10
-
-// zdecoder decompresses chunks; DecodeAll may be called concurrently. A
-// chunk may hold a frame of maxFrameSize and the frames before it.
-var zdecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(2*maxFrameSize))
-
-// newEncoder returns an encoder of chunks at level.
-func newEncoder(level zstd.EncoderLevel) *zstd.Encoder {
-	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
-	return enc
-}
 
 // zchunk is one entry of the table.
 type zchunk struct {
@@ -64,6 +52,7 @@ type zchunk struct {
 // A zseg is an open compressed segment.
 type zseg struct {
 	path   string
+	codec  codec
 	f      *os.File
 	size   int64 // of the segment, uncompressed
 	chunks []zchunk
@@ -76,7 +65,7 @@ var errStopped = errors.New("the store is closing")
 // compressFile writes the compressed copy of the sealed segment src to
 // dst, a new file, and syncs it. It checks that each chunk decompresses
 // to its bytes before it writes it.
-func compressFile(src, dst string, enc *zstd.Encoder, stop <-chan struct{}) (err error) {
+func compressFile(src, dst string, c codec, stop <-chan struct{}) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -94,7 +83,7 @@ func compressFile(src, dst string, enc *zstd.Encoder, stop <-chan struct{}) (err
 			os.Remove(dst)
 		}
 	}()
-	zw := &zwriter{w: bufio.NewWriterSize(out, 1<<20), enc: enc}
+	zw := &zwriter{w: bufio.NewWriterSize(out, 1<<20), codec: c}
 	if err := zw.frames(bufio.NewReaderSize(in, 1<<20), src, stop); err != nil {
 		return err
 	}
@@ -107,7 +96,7 @@ func compressFile(src, dst string, enc *zstd.Encoder, stop <-chan struct{}) (err
 // zwriter writes the chunks and table of a compressed segment.
 type zwriter struct {
 	w          *bufio.Writer
-	enc        *zstd.Encoder
+	codec      codec
 	raw, comp  []byte
 	check      []byte
 	chunks     []zchunk
@@ -159,9 +148,9 @@ func (zw *zwriter) flush() error {
 	if len(zw.raw) == 0 {
 		return nil
 	}
-	zw.comp = zw.enc.EncodeAll(zw.raw, zw.comp[:0])
+	zw.comp = zw.codec.encode(zw.comp[:0], zw.raw)
 	var err error
-	zw.check, err = zdecoder.DecodeAll(zw.comp, zw.check[:0])
+	zw.check, err = zw.codec.decode(zw.check[:0], zw.comp, int64(len(zw.raw)))
 	if err != nil || !bytes.Equal(zw.check, zw.raw) {
 		return fmt.Errorf("chunk %d does not decompress to its bytes (%v)", len(zw.chunks), err)
 	}
@@ -189,7 +178,7 @@ func (zw *zwriter) finish() error {
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(zw.chunks)))
 	b = binary.LittleEndian.AppendUint64(b, uint64(zw.uoff))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	b = append(b, zMagic...)
+	b = append(b, zw.codec.magic()...)
 	if _, err := zw.w.Write(b); err != nil {
 		return err
 	}
@@ -225,7 +214,7 @@ func (z *zseg) readTable() error {
 	tableOff := int64(binary.LittleEndian.Uint64(ft))
 	n := int64(binary.LittleEndian.Uint32(ft[8:]))
 	z.size = int64(binary.LittleEndian.Uint64(ft[12:]))
-	if string(ft[24:]) != zMagic || tableOff < 0 || tableOff+n*zEntry+zFooter != fi.Size() {
+	if z.codec = codecOf(string(ft[24:])); z.codec == nil || tableOff < 0 || tableOff+n*zEntry+zFooter != fi.Size() {
 		return errors.New("its footer is not one")
 	}
 	b := make([]byte, n*zEntry+zFooter)
@@ -317,10 +306,7 @@ func (z *zseg) chunk(i int) ([]byte, error) {
 	if _, err := z.f.ReadAt(comp, c.coff); err != nil {
 		return nil, fmt.Errorf("compressed segment %s, chunk %d: %w", z.path, i, noEOF(err))
 	}
-	b, err := zdecoder.DecodeAll(comp, make([]byte, 0, c.ulen))
-	if err == nil && int64(len(b)) != c.ulen {
-		err = fmt.Errorf("it holds %d bytes, the table says %d", len(b), c.ulen)
-	}
+	b, err := z.codec.decode(make([]byte, 0, c.ulen), comp, c.ulen)
 	if err != nil {
 		return nil, &chunkError{path: z.path, i: i, start: c.uoff, end: c.uoff + c.ulen, err: err}
 	}
