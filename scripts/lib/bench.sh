@@ -26,7 +26,9 @@ start_server() {
 	shift
 	"$bin" serve --addr 127.0.0.1:0 --data "$data" --log-format json "$@" >"$tmp/out" 2>"$tmp/err" &
 	pid=$!
-	for _ in $(seq 600); do
+	# START_WAIT seconds (default 30) for it to say it listens: an open
+	# that rebuilds the index takes longer.
+	for _ in $(seq $((${START_WAIT:-30} * 20))); do
 		grep -q 'listening on' "$tmp/out" && break
 		sleep 0.05
 	done
