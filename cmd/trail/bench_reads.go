@@ -170,20 +170,48 @@ func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*
 	if err != nil {
 		return nil, err
 	}
-	var (
-		mu       sync.Mutex
-		lat      []time.Duration
-		errs     int64
-		firstErr string
-		records  int64
-		wg       sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(cfg.duration)
 	raw, err := newRawTarget(&cfg.clientFlags)
 	if err != nil {
 		return nil, fmt.Errorf("bench-reads: %w", err)
 	}
+	start := time.Now()
+	res := runReaders(ctx, cfg, cl, raw, start.Add(cfg.duration), func(w *readWorker) (int, error) { return w.read(ctx, ids, from, to) })
+	wall := time.Since(start)
+	self, server, err := meter.stop()
+	if err != nil {
+		return nil, err
+	}
+	n := len(res.lat)
+	rep := &benchReadsReport{
+		Mode: cfg.mode, Concurrency: cfg.concurrency, Seconds: wall.Seconds(), Requests: int64(n),
+		PerSecond: float64(n) / wall.Seconds(), Latency: latencies(res.lat), Errors: res.errs, FirstError: res.firstErr,
+	}
+	if n > 0 {
+		rep.RecordsPer = float64(res.records) / float64(n)
+	}
+	if self >= 0 {
+		rep.GeneratorCPU = newCPUReport(0, self, wall, rep.Requests)
+	}
+	if cfg.serverPID > 0 {
+		rep.ServerCPU = newCPUReport(cfg.serverPID, server, wall, rep.Requests)
+	}
+	return rep, nil
+}
+
+// readResults is what the clients of a run got, merged.
+type readResults struct {
+	mu       sync.Mutex
+	lat      []time.Duration
+	errs     int64
+	firstErr string
+	records  int64
+}
+
+// runReaders runs cfg.concurrency clients, each calling read back to back
+// until deadline, and merges what they got.
+func runReaders(ctx context.Context, cfg *benchReadsConfig, cl *client.Client, raw *rawTarget, deadline time.Time, read func(*readWorker) (int, error)) *readResults {
+	res := &readResults{}
+	var wg sync.WaitGroup
 	for range cfg.concurrency {
 		w := &readWorker{cfg: cfg, cl: cl}
 		if raw != nil {
@@ -195,48 +223,28 @@ func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*
 			if w.rc != nil {
 				defer w.rc.close()
 			}
-			var mine []time.Duration
-			var myErrs, myRecords int64
-			var myFirst string
+			var mine readResults
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				t0 := time.Now()
-				n, err := w.read(ctx, ids, from, to)
-				mine = append(mine, time.Since(t0))
-				myRecords += int64(n)
+				n, err := read(w)
+				mine.lat = append(mine.lat, time.Since(t0))
+				mine.records += int64(n)
 				if err != nil {
-					if myErrs++; myFirst == "" {
-						myFirst = err.Error()
+					if mine.errs++; mine.firstErr == "" {
+						mine.firstErr = err.Error()
 					}
 				}
 			}
-			mu.Lock()
-			lat, errs, records = append(lat, mine...), errs+myErrs, records+myRecords
-			if firstErr == "" {
-				firstErr = myFirst
+			res.mu.Lock()
+			defer res.mu.Unlock()
+			res.lat, res.errs, res.records = append(res.lat, mine.lat...), res.errs+mine.errs, res.records+mine.records
+			if res.firstErr == "" {
+				res.firstErr = mine.firstErr
 			}
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	wall := time.Since(start)
-	self, server, err := meter.stop()
-	if err != nil {
-		return nil, err
-	}
-	rep := &benchReadsReport{
-		Mode: cfg.mode, Concurrency: cfg.concurrency, Seconds: wall.Seconds(), Requests: int64(len(lat)),
-		PerSecond: float64(len(lat)) / wall.Seconds(), Latency: latencies(lat), Errors: errs, FirstError: firstErr,
-	}
-	if len(lat) > 0 {
-		rep.RecordsPer = float64(records) / float64(len(lat))
-	}
-	if self >= 0 {
-		rep.GeneratorCPU = newCPUReport(0, self, wall, rep.Requests)
-	}
-	if cfg.serverPID > 0 {
-		rep.ServerCPU = newCPUReport(cfg.serverPID, server, wall, rep.Requests)
-	}
-	return rep, nil
+	return res
 }
 
 // readWorker is one client's connection and buffers. The reads are sent
