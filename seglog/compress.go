@@ -34,7 +34,12 @@ func (s *Store) compressLoop() {
 			if err != nil {
 				// Left as it is, and read uncompressed; trail verify
 				// names damage, and a restart tries again.
-				g.zfailed.Store(true)
+				if l := s.cfg.Logger; l != nil {
+					l.Error("seglog: a sealed segment could not be compressed; it stays as written and is read as before, and the next start tries again. If the error names damage, run trail verify; if the disk is full, free space",
+						"segment", g.path, "err", err)
+				}
+				g.zfailed.Store(true) // after the log line, which WaitCompressed's callers may read
+
 			}
 		}
 		select {

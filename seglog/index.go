@@ -432,6 +432,34 @@ const (
 	offsetOf = "SELECT off FROM records WHERE seq = ?"
 )
 
+// offsets returns the frame offsets of the records [from, to), from the
+// id index, which must hold every one of them.
+func (ix *index) offsets(from, to int64) ([]int64, error) {
+	rows, err := ix.wc.QueryContext(context.Background(), "SELECT seq, off FROM records WHERE seq >= ? AND seq < ? ORDER BY seq", from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	offs := make([]int64, 0, to-from)
+	for rows.Next() {
+		var seq, off int64
+		if err := rows.Scan(&seq, &off); err != nil {
+			return nil, err
+		}
+		if seq != from+int64(len(offs)) {
+			return nil, fmt.Errorf("the index lacks the record of seq %d", from+int64(len(offs)))
+		}
+		offs = append(offs, off)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if int64(len(offs)) != to-from {
+		return nil, fmt.Errorf("the index holds %d of the records [%d, %d)", len(offs), from, to)
+	}
+	return offs, nil
+}
+
 // offset returns the offset of seq's frame in its segment.
 func (ix *index) offset(seq int64) (int64, error) {
 	var off int64

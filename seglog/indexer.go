@@ -74,45 +74,50 @@ func (s *Store) catchUp() (err error) {
 }
 
 // refillBlock rebuilds the block being filled, which is not stored, from
-// the indexed records past the last full block. A record whose frame fails
-// its checksum gets a row that no field filter matches, at the offset the
-// id index gives it, so that a List that reaches it names the damage, as
-// Get does, and Open still succeeds for trail verify to name the seq.
+// the indexed records past the last full block, each read at the offset
+// the id index gives it. A record that cannot be read there (damage in
+// the log, or an offset that is not a frame's) gets a row that no field
+// filter matches, at that offset, so that a read that reaches it names
+// the problem, as Get does, and Open still succeeds for trail verify to
+// name the seq; damage does not hide the records after it, as it would
+// from a cursor that loses where frames begin. A whole frame of another
+// record means that the index disagrees with the log: Open rebuilds it.
 func (s *Store) refillBlock() error {
 	from, to := s.ix.cur.first, s.ix.watermark
 	if from == to {
 		return nil
 	}
-	c, err := s.cursorAt(from)
+	offs, err := s.ix.offsets(from, to)
 	if err != nil {
 		return err
 	}
-	c.skipDamaged = true
 	ctx := context.Background()
-	for seq := from; seq < to; {
-		fr, _, off, err := c.read()
-		if err != nil && c.next >= to {
-			fr = &frame{seq: to} // it skipped damaged records to the end
-		} else if err != nil {
-			return err
+	segs := s.segments()
+	for i, off := range offs {
+		seq := from + int64(i)
+		g := segmentFor(segs, seq)
+		if g < 0 {
+			return fmt.Errorf("seq %d is not in the log", seq)
 		}
-		for ; seq < min(fr.seq, to); seq++ {
-			off, _ := s.ix.offset(seq)
-			s.ix.cur.add(blockRow{time: s.ix.cur.tmax, off: off})
+		fr, _, err := segs[g].readFrame(off)
+		if err == nil && (fr.seal || fr.seq != seq) {
+			// A whole frame, of another record: the index disagrees
+			// with the log, and is rebuilt.
+			return fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].path, off, seq, describe(fr))
 		}
-		if seq == to {
-			break
+		var e *trail.Entry
+		if err == nil {
+			e, err = fr.entry()
 		}
-		e, err := fr.entry()
 		if err != nil {
-			return err
+			s.ix.cur.add(blockRow{time: s.ix.cur.tmax, off: off}) // damage, which reads name
+			continue
 		}
 		r, err := s.ix.row(ctx, e, off)
 		if err != nil {
 			return err
 		}
 		s.ix.cur.add(r)
-		seq++
 	}
 	s.ix.blocks.publish([]*blockMeta{s.ix.cur.partial()})
 	return nil

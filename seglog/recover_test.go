@@ -3,6 +3,8 @@ package seglog_test
 import (
 	"bytes"
 	"database/sql"
+	"encoding/binary"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,6 +157,10 @@ func TestCatchUp(t *testing.T) {
 // record: reads name the problem rather than answer wrongly, and a rebuild
 // fixes it.
 func TestIndexDisagrees(t *testing.T) {
+	// Blocks of five: seq 20 is in a stored block, which Open does not
+	// read back (it refills only the block being filled, and a misplaced
+	// record there makes it rebuild the index).
+	defer seglog.SetBlockSize(seglog.SetBlockSize(5))
 	dir := t.TempDir()
 	all := fill(t, dir, 50)
 	db := openRaw(t, filepath.Join(dir, "index", "index.db"))
@@ -390,5 +396,35 @@ func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
+	}
+}
+
+// TestCompressFailureLogged damages where a sealed segment's second frame
+// says how long it is, so that its compression fails: the store opens
+// (the damage is in the block being filled, which Open reads back), the
+// segment stays as written, and the failure is logged with the segment's
+// name, since nothing else would tell the operator.
+func TestCompressFailureLogged(t *testing.T) {
+	cfg := seglog.Config{Dir: t.TempDir(), SegmentBytes: 4096, KeepUncompressed: true}
+	fillWith(t, cfg, 120)
+	segs, _ := filepath.Glob(filepath.Join(cfg.Dir, "log", "*.seg"))
+	// The second frame's length: the first frame's is its first 4 bytes
+	// (little-endian), and 8 bytes of header come before its payload.
+	b, err := os.ReadFile(segs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := 8 + int64(binary.LittleEndian.Uint32(b))
+	flipByte(t, segs[1], second+3)
+	var logs bytes.Buffer
+	cfg.KeepUncompressed = false
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := mustOpen(t, cfg)
+	s.WaitCompressed(t.Context()) // the error of the last one only, which may be another's
+	if _, err := os.Stat(segs[1]); err != nil {
+		t.Fatalf("the damaged segment: %v; want it left as written", err)
+	}
+	if got := logs.String(); !strings.Contains(got, "could not be compressed") || !strings.Contains(got, filepath.Base(segs[1])) {
+		t.Fatalf("log: got %q, want an error naming %s", got, filepath.Base(segs[1]))
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -60,6 +61,10 @@ type Config struct {
 	// KeepUncompressed leaves sealed segments as they are, rather than
 	// compress them (compress.go); a directory may hold both kinds.
 	KeepUncompressed bool
+
+	// Logger receives what the store's background work cannot return to
+	// a caller: a sealed segment that failed to compress. Default: none.
+	Logger *slog.Logger
 
 	// IndexInterval is how long the indexer waits to gather a batch once
 	// records are pending; default 20ms. List never lags (it reads the

@@ -248,7 +248,7 @@ func openStore(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (trai
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := openEmbedded(cfg)
+	s, err := openEmbedded(cfg, logger)
 	if err != nil {
 		unlock()
 		return nil, nil, err
@@ -263,7 +263,7 @@ func openStore(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (trai
 // store, or with --store sqlite the SQLite file of earlier versions. A
 // directory of the SQLite layout is not opened as the new store: it must be
 // migrated first, and the error says how.
-func openEmbedded(cfg *serveConfig) (trail.Store, error) {
+func openEmbedded(cfg *serveConfig, logger *slog.Logger) (trail.Store, error) {
 	if cfg.store == "sqlite" {
 		path := filepath.Join(cfg.data, seglog.LegacyFile)
 		s, err := sqlite.Open(sqlite.Config{Path: path, Log: cfg.log})
@@ -272,7 +272,7 @@ func openEmbedded(cfg *serveConfig) (trail.Store, error) {
 		}
 		return s, nil
 	}
-	s, err := seglog.Open(seglog.Config{Dir: cfg.data, Log: cfg.log, SegmentBytes: int64(cfg.segmentSize), KeepUncompressed: !cfg.compressSegments})
+	s, err := seglog.Open(seglog.Config{Dir: cfg.data, Log: cfg.log, SegmentBytes: int64(cfg.segmentSize), KeepUncompressed: !cfg.compressSegments, Logger: logger})
 	if errors.Is(err, seglog.ErrLegacy) {
 		return nil, fmt.Errorf("serve: %s holds a store of the SQLite layout of earlier versions (%s); convert it with `trail migrate --data %s`, or keep serving it with --store sqlite", cfg.data, seglog.LegacyFile, cfg.data)
 	}
