@@ -17,9 +17,10 @@ import (
 
 // A compressed segment (.segz) holds the bytes of a sealed segment, cut
 // into chunks of whole frames of about zChunk bytes, each compressed on
-// its own (codec.go: S2; zstd frames with their checksums in files that
-// end in the zstd magic), so that the frame at an offset of the
-// uncompressed segment is read by decompressing one chunk.
+// its own (codec.go: S2 followed by the CRC-32C of the chunk's bytes; zstd
+// frames with their checksums in files that end in the zstd magic), so
+// that the frame at an offset of the uncompressed segment is read by
+// decompressing one chunk.
 // The seal frame is the last chunk, alone:
 //
 //	chunk 0 | chunk 1 | ... | table | footer
@@ -306,7 +307,7 @@ func (z *zseg) chunk(i int) ([]byte, error) {
 	if _, err := z.f.ReadAt(comp, c.coff); err != nil {
 		return nil, fmt.Errorf("compressed segment %s, chunk %d: %w", z.path, i, noEOF(err))
 	}
-	b, err := z.codec.decode(make([]byte, 0, c.ulen), comp, c.ulen)
+	b, err := z.codec.decode(nil, comp, c.ulen) // the codec sizes the buffer once it has checked the size
 	if err != nil {
 		return nil, &chunkError{path: z.path, i: i, start: c.uoff, end: c.uoff + c.ulen, err: err}
 	}
