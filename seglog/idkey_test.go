@@ -2,7 +2,9 @@ package seglog_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,4 +71,35 @@ func TestIDKeyCollisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("indexed")
+}
+
+// TestIDLookupUsesTheIndex checks the plans of the id look-ups: both the
+// key and the hash select rows through the (idk, idh) index, so that ids
+// sharing a key are not each read from the log.
+func TestIDLookupUsesTheIndex(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, 20)
+	db := openRaw(t, filepath.Join(dir, "index", "index.db"))
+	for _, q := range []string{
+		"SELECT seq, off, idh FROM records WHERE idk = 1 AND idh = 2",
+		"SELECT seq, off, idh FROM records WHERE (idk, idh) IN (VALUES (1, 2), (3, 4))",
+	} {
+		rows, err := db.Query("EXPLAIN QUERY PLAN " + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "; "); !strings.Contains(p, "records_id (idk=? AND idh=?)") {
+			t.Fatalf("%s: got plan %q, want a search of records_id on idk and idh", q, p)
+		}
+	}
 }

@@ -77,27 +77,26 @@ func (s *Store) lookup(ctx context.Context, ids []string, hs []int64, copyTail b
 	if len(want) == 0 {
 		return m, nil
 	}
-	// The id index is ordered by idKey, then idHash: a row answers when
-	// both match.
-	keys := make(map[int64]bool, len(want))
-	for _, ids := range want {
-		keys[idKey(ids[0])] = true
+	// The id index is ordered by idKey, then idHash; a row answers when
+	// both are an asked id's, so that ids sharing a key, which anyone can
+	// make, cost no reads. Every id of each hash is asked for its key.
+	pairs := make(map[[2]int64]bool)
+	for h, ids := range want {
+		for _, id := range ids {
+			pairs[[2]int64{idKey(id), h}] = true
+		}
 	}
-	args := make([]any, 0, len(keys))
-	for k := range keys {
-		args = append(args, k)
+	var args []any
+	for p := range pairs {
+		args = append(args, p[0], p[1])
 	}
 	for len(args) > 0 {
-		n := min(len(args), maxParams)
-		q := "SELECT seq, off, idh FROM records WHERE idk IN (?" + strings.Repeat(", ?", n-1) + ")"
-		qargs := args[:n]
-		if n == 1 && len(want) == 1 {
+		n := min(len(args), 2*maxParams) // pairs of parameters
+		q := "SELECT seq, off, idh FROM records WHERE (idk, idh) IN (VALUES (?, ?)" + strings.Repeat(", (?, ?)", n/2-1) + ")"
+		if n == 2 {
 			q = byIDKey // a prepared statement: Get's query
-			for h := range want {
-				qargs = []any{args[0], h}
-			}
 		}
-		err := s.indexRows(ctx, q, qargs, func(e *trail.Entry, idh int64) {
+		err := s.indexRows(ctx, q, args[:n], func(e *trail.Entry, idh int64) {
 			for _, id := range want[idh] {
 				if e.ID == id {
 					m[id] = e
