@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -89,7 +90,7 @@ func (s *Store) refillBlock() error {
 	}
 	offs, err := s.ix.offsets(from, to)
 	if err != nil {
-		return err
+		return misplaced{err}
 	}
 	ctx := context.Background()
 	segs := s.segments()
@@ -97,17 +98,20 @@ func (s *Store) refillBlock() error {
 		seq := from + int64(i)
 		g := segmentFor(segs, seq)
 		if g < 0 {
-			return fmt.Errorf("seq %d is not in the log", seq)
+			return misplaced{fmt.Errorf("seq %d is not in the log", seq)}
 		}
 		fr, _, err := segs[g].readFrame(off)
 		if err == nil && (fr.seal || fr.seq != seq) {
 			// A whole frame, of another record: the index disagrees
 			// with the log, and is rebuilt.
-			return fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].path, off, seq, describe(fr))
+			return misplaced{fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].name(), off, seq, describe(fr))}
 		}
 		var e *trail.Entry
 		if err == nil {
 			e, err = fr.entry()
+		}
+		if errors.As(err, new(*fs.PathError)) {
+			return err // the file could not be read: not damage, and not for good
 		}
 		if err != nil {
 			s.ix.cur.add(blockRow{time: s.ix.cur.tmax, off: off}) // damage, which reads name

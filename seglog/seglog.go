@@ -184,10 +184,12 @@ func (s *Store) open() error {
 	}
 	s.indexed.Store(s.ix.watermark)
 	s.tail.start = s.ix.watermark
-	if err := s.refillBlock(); err != nil {
+	if err := s.refillBlock(); errors.As(err, new(misplaced)) {
 		if err := s.rebuildIndex(err); err != nil {
 			return err
 		}
+	} else if err != nil {
+		return fmt.Errorf("index: reading back the records of the block being filled: %w", err)
 	}
 	if err := s.catchUp(); err != nil {
 		return err
