@@ -50,28 +50,62 @@ func (s *Store) catchUp() (err error) {
 			}
 		}()
 	}
+	// A damaged record (its frame fails its checksum, or its chunk does)
+	// is indexed as a row of no id at offset -1, which reads answer with
+	// the damage: the log still opens, and trail verify names the seq,
+	// as it did before the index was rebuilt.
+	c.skipDamaged = true
 	var entries []*trail.Entry
 	var offs []int64
-	for seq := s.ix.watermark; seq < size; seq++ {
-		fr, _, off, err := c.read()
-		if err != nil {
-			return err
-		}
-		e, err := fr.entry()
-		if err != nil {
-			return err
-		}
+	add := func(e *trail.Entry, off int64) error {
 		entries, offs = append(entries, e), append(offs, off)
-		if len(entries) == indexBatch || seq == size-1 {
-			if err := s.ix.insert(ctx, entries, offs); err != nil {
+		if len(entries) < indexBatch {
+			return nil
+		}
+		err := s.ix.insert(ctx, entries, offs)
+		entries, offs = entries[:0], offs[:0]
+		return err
+	}
+	last := time.Unix(0, 0)
+	for seq := s.ix.watermark; seq < size; {
+		fr, _, off, err := c.read()
+		if err != nil && c.next >= size {
+			fr = &frame{seq: size} // damaged records to the end
+		} else if err != nil {
+			return err
+		}
+		var e *trail.Entry
+		for ; seq < min(fr.seq, size); seq++ {
+			if err := add(s.damagedEntry(seq, last), -1); err != nil {
 				return fmt.Errorf("index: %w", err)
 			}
-			entries, offs = entries[:0], offs[:0]
+		}
+		if seq == size {
+			break
+		}
+		if e, err = fr.entry(); err != nil {
+			e, off = s.damagedEntry(seq, last), -1
+		}
+		last = e.Time
+		if err := add(e, off); err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
+		seq++
+	}
+	if len(entries) > 0 {
+		if err := s.ix.insert(ctx, entries, offs); err != nil {
+			return fmt.Errorf("index: %w", err)
 		}
 	}
 	s.indexed.Store(s.ix.watermark)
 	s.tail.start = s.ix.watermark
 	return nil
+}
+
+// damagedEntry stands for the record of seq, which the log holds damaged,
+// in the index: no id, no fields, and the time of the record before it.
+func (s *Store) damagedEntry(seq int64, t time.Time) *trail.Entry {
+	return &trail.Entry{Record: trail.Record{Log: s.log, Seq: seq, Body: trail.Body{Time: t}}}
 }
 
 // refillBlock rebuilds the block being filled, which is not stored, from
@@ -96,6 +130,10 @@ func (s *Store) refillBlock() error {
 	segs := s.segments()
 	for i, off := range offs {
 		seq := from + int64(i)
+		if off < 0 { // damaged when the index was built (catchUp)
+			s.ix.cur.add(blockRow{time: s.ix.cur.tmax, off: off})
+			continue
+		}
 		g := segmentFor(segs, seq)
 		if g < 0 {
 			return misplaced{fmt.Errorf("seq %d is not in the log", seq)}

@@ -178,6 +178,9 @@ func (m misplaced) Unwrap() error { return m.error }
 
 // readEntry reads the record of seq at off of its segment.
 func (s *Store) readEntry(segs []*segment, seq, off int64) (*trail.Entry, error) {
+	if off < 0 { // see catchUp
+		return nil, fmt.Errorf("the record of seq %d is damaged in the log (the index was built without it); trail verify names it; restore its segment from a backup", seq)
+	}
 	g := segmentFor(segs, seq)
 	if g < 0 || seq >= s.size.Load() {
 		return nil, misplaced{fmt.Errorf("seq %d is not in the log", seq)}
