@@ -28,10 +28,9 @@ CREATE TABLE IF NOT EXISTS blocks (
 ) STRICT;
 `
 
-var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
-)
+// blockZstd compresses the index's full blocks; zdecoder (codec.go),
+// shared with zstd segments, decompresses them.
+var blockZstd = newZstd(zstd.SpeedFastest)
 
 // blockSet is the index's blocks in memory: every block's summary, and a
 // few blocks' columns, decoded.
@@ -115,7 +114,7 @@ func (ix *index) loadBlocks(ctx context.Context) error {
 func (ix *index) putBlock(ctx context.Context, b *blockBuilder) (*blockMeta, error) {
 	m := b.meta()
 	ix.buf = encodeRows(ix.buf[:0], b.rows)
-	cols, z := zenc.EncodeAll(ix.buf, nil), 1
+	cols, z := blockZstd.encode(nil, ix.buf), 1
 	st, err := ix.stmt(ctx, "INSERT INTO blocks (first, n, tmin, tmax, z, cols, sum) VALUES (?, ?, ?, ?, ?, ?, ?)")
 	if err != nil {
 		return nil, err
@@ -137,7 +136,7 @@ func (ix *index) readRows(ctx context.Context, q func(context.Context, string, .
 	}
 	if z == 1 {
 		var err error
-		if cols, err = zdec.DecodeAll(cols, nil); err != nil {
+		if cols, err = zdecoder.DecodeAll(cols, nil); err != nil {
 			return nil, fmt.Errorf("%w: the block at seq %d: %v", errBlock, first, err)
 		}
 	}
