@@ -129,29 +129,13 @@ func (s *Store) refillBlock() error {
 	ctx := context.Background()
 	segs := s.segments()
 	for i, off := range offs {
-		seq := from + int64(i)
-		if off < 0 { // damaged when the index was built (catchUp)
-			s.ix.cur.add(blockRow{time: s.ix.cur.tmax, off: off})
-			continue
-		}
-		g := segmentFor(segs, seq)
-		if g < 0 {
-			return misplaced{fmt.Errorf("seq %d is not in the log", seq)}
-		}
-		fr, _, err := segs[g].readFrame(off)
-		if err == nil && (fr.seal || fr.seq != seq) {
-			// A whole frame, of another record: the index disagrees
-			// with the log, and is rebuilt.
-			return misplaced{fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].name(), off, seq, describe(fr))}
-		}
-		var e *trail.Entry
-		if err == nil {
-			e, err = fr.entry()
-		}
-		if errors.As(err, new(*fs.PathError)) {
+		e, err := s.readEntry(segs, from+int64(i), off)
+		switch {
+		case errors.As(err, new(otherRecord)):
+			return err // misplaced: Open rebuilds the index
+		case errors.As(err, new(*fs.PathError)):
 			return err // the file could not be read: not damage, and not for good
-		}
-		if err != nil {
+		case err != nil:
 			s.ix.cur.add(blockRow{time: s.ix.cur.tmax, off: off}) // damage, which reads name
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/trail-audit/trail"
@@ -186,17 +187,23 @@ func (s *Store) readEntry(segs []*segment, seq, off int64) (*trail.Entry, error)
 		return nil, misplaced{fmt.Errorf("seq %d is not in the log", seq)}
 	}
 	fr, _, err := segs[g].readFrame(off)
-	if err != nil && !errors.Is(err, errChecksum) {
+	if err != nil && !errors.Is(err, errChecksum) && !errors.As(err, new(*fs.PathError)) {
 		return nil, misplaced{err} // an offset that is not a frame's
 	}
 	if err != nil {
-		return nil, err
+		return nil, err // damage in the log, or a file that cannot be read
 	}
 	if fr.seal || fr.seq != seq {
-		return nil, misplaced{fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].name(), off, seq, describe(fr))}
+		return nil, misplaced{otherRecord{fmt.Errorf("segment %s, offset %d: want the record of seq %d, found %s", segs[g].name(), off, seq, describe(fr))}}
 	}
 	return fr.entry()
 }
+
+// otherRecord says that the index points at a whole frame of another
+// record: not damage in the log, but an index that disagrees with it.
+type otherRecord struct{ error }
+
+func (o otherRecord) Unwrap() error { return o.error }
 
 // Scan calls fn for the entries of log with from <= seq < to, in seq
 // order, reading the segments in sequence. A record whose frame fails its
