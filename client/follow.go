@@ -58,7 +58,7 @@ func (c *Client) Follow(ctx context.Context, q Query) (*Follower, error) {
 
 // connect opens the stream after lastID.
 func (f *Follower) connect() error {
-	r := &request{method: http.MethodGet, path: "/logs/stream", query: f.q.values(), accept: "text/event-stream", idempotent: true}
+	r := &request{method: http.MethodGet, path: "/logs/stream", query: f.q.Values(), accept: "text/event-stream", idempotent: true}
 	if f.lastID != "" {
 		r.header = http.Header{"Last-Event-ID": {f.lastID}}
 	}

@@ -106,7 +106,8 @@ type Query struct {
 	Cursor     string    // resume after the page that returned it
 }
 
-func (q *Query) values() url.Values {
+// Values returns q as the query parameters of GET /logs.
+func (q *Query) Values() url.Values {
 	v := url.Values{}
 	for _, p := range []struct{ k, v string }{
 		{"tenant", q.Tenant}, {"actor", q.Actor}, {"actor_type", q.ActorType}, {"action", q.Action},
@@ -158,7 +159,7 @@ func (c *Client) List(ctx context.Context, q Query) (*Page, error) {
 		Events []json.RawMessage `json:"events"`
 		Next   *string           `json:"next"`
 	}
-	if err := c.getJSON(ctx, "/logs", q.values(), &p); err != nil {
+	if err := c.getJSON(ctx, "/logs", q.Values(), &p); err != nil {
 		return nil, err
 	}
 	page := &Page{Events: p.Events}
@@ -173,7 +174,7 @@ func (c *Client) List(ctx context.Context, q Query) (*Page, error) {
 // iteration stops at the first error, which it yields.
 func (c *Client) Stream(ctx context.Context, q Query) iter.Seq2[json.RawMessage, error] {
 	return func(yield func(json.RawMessage, error) bool) {
-		resp, err := c.do(ctx, &request{method: http.MethodGet, path: "/logs", query: q.values(), accept: "application/x-ndjson", idempotent: true})
+		resp, err := c.do(ctx, &request{method: http.MethodGet, path: "/logs", query: q.Values(), accept: "application/x-ndjson", idempotent: true})
 		if err != nil {
 			yield(nil, err)
 			return

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -261,25 +260,20 @@ type readWorker struct {
 // read sends one request and returns the records it got.
 func (w *readWorker) read(ctx context.Context, ids []string, from, to time.Time) (int, error) {
 	cfg := w.cfg
-	var path string
-	q := client.Query{Limit: 1}
+	var id, path string
+	var q client.Query
 	if cfg.mode == "get" {
-		path = "/logs/" + url.PathEscape(ids[rand.IntN(len(ids))])
+		id = ids[rand.IntN(len(ids))]
+		path = "/logs/" + url.PathEscape(id)
 	} else {
 		span := max(to.Sub(from)-cfg.window, 0)
 		since := from.Add(time.Duration(rand.Int64N(int64(span) + 1)))
 		q = client.Query{Tenant: cfg.tenant, Action: cfg.action, Since: since, Until: since.Add(cfg.window), Limit: cfg.limit}
-		v := url.Values{"since": {since.UTC().Format(time.RFC3339Nano)}, "until": {q.Until.UTC().Format(time.RFC3339Nano)}, "limit": {strconv.Itoa(q.Limit)}}
-		for k, x := range map[string]string{"tenant": q.Tenant, "action": q.Action} {
-			if x != "" {
-				v.Set(k, x)
-			}
-		}
-		path = "/logs?" + v.Encode()
+		path = "/logs?" + q.Values().Encode()
 	}
 	if w.rc == nil {
 		if cfg.mode == "get" {
-			_, _, err := w.cl.Get(ctx, path[len("/logs/"):])
+			_, _, err := w.cl.Get(ctx, id)
 			return 1, err
 		}
 		p, err := w.cl.List(ctx, q)
