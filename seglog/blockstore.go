@@ -2,7 +2,6 @@ package seglog
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,8 +10,8 @@ import (
 )
 
 // Blocks are rows of the index's blocks table, written once, when full,
-// zstd-compressed, in the same transaction as the id index rows and the
-// watermark. The stored blocks cover [0, k*blockSize) for the largest k
+// zstd-compressed (z is always 1), in the same transaction as the id index
+// rows and the watermark. The stored blocks cover [0, k*blockSize) for the largest k
 // that fits under the watermark; the records past them are the block being
 // filled, which Open refills from the log.
 
@@ -39,12 +38,7 @@ type blockSet struct {
 	blocks []*blockMeta // by first; the last may be partial
 
 	cmu   sync.Mutex
-	cache map[int64]*cachedRows
-}
-
-type cachedRows struct {
-	n    int64
-	rows []blockRow
+	cache map[int64][]blockRow // stored blocks' columns, by first seq
 }
 
 // maxCachedBlocks bounds the decoded blocks kept: about 240 KB each.
@@ -125,52 +119,50 @@ func (ix *index) putBlock(ctx context.Context, b *blockBuilder) (*blockMeta, err
 	return m, nil
 }
 
-// readRows reads the first n rows of the block at first, through q (the
-// indexer's connection or the readers').
-func (ix *index) readRows(ctx context.Context, q func(context.Context, string, ...any) *sql.Row, first, n int64) ([]blockRow, error) {
-	var stored int64
-	var z int
+// readRows reads the columns of the stored block at first, which is full.
+func (ix *index) readRows(ctx context.Context, first int64) ([]blockRow, error) {
+	var n int64
 	var cols []byte
-	if err := q(ctx, "SELECT n, z, cols FROM blocks WHERE first = ?", first).Scan(&stored, &z, &cols); err != nil {
+	if err := ix.r.QueryRowContext(ctx, "SELECT n, cols FROM blocks WHERE first = ?", first).Scan(&n, &cols); err != nil {
 		return nil, fmt.Errorf("the block at seq %d: %w", first, err)
 	}
-	if z == 1 {
-		var err error
-		if cols, err = zdecoder.DecodeAll(cols, nil); err != nil {
-			return nil, fmt.Errorf("%w: the block at seq %d: %v", errBlock, first, err)
-		}
+	cols, err := zdecoder.DecodeAll(cols, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the block at seq %d: %v", errBlock, first, err)
 	}
-	rows, err := decodeRows(cols, stored)
+	rows, err := decodeRows(cols, n)
 	if err != nil {
 		return nil, fmt.Errorf("the block at seq %d: %w", first, err)
 	}
-	if int64(len(rows)) < n {
-		return nil, fmt.Errorf("%w: the block at seq %d holds %d records, not %d", errBlock, first, len(rows), n)
-	}
-	return rows[:n], nil
+	return rows, nil
 }
 
-// rows returns the columns of the block m, from the cache or the file.
+// rows returns the columns of the block m: the block being filled's from
+// memory, a stored one's from the cache or the file. Stored blocks never
+// change.
 func (ix *index) rows(ctx context.Context, m *blockMeta) ([]blockRow, error) {
 	if m.rows != nil {
 		return m.rows[:m.n], nil
 	}
 	bs := &ix.blocks
 	bs.cmu.Lock()
-	c := bs.cache[m.first]
+	rows := bs.cache[m.first]
 	bs.cmu.Unlock()
-	if c != nil && c.n >= m.n {
-		return c.rows[:m.n], nil
+	if rows != nil {
+		return rows, nil
 	}
-	rows, err := ix.readRows(ctx, ix.r.QueryRowContext, m.first, m.n)
+	rows, err := ix.readRows(ctx, m.first)
 	if err != nil {
 		return nil, err
 	}
+	if int64(len(rows)) != m.n {
+		return nil, fmt.Errorf("%w: the block at seq %d holds %d records, not %d", errBlock, m.first, len(rows), m.n)
+	}
 	bs.cmu.Lock()
 	if bs.cache == nil || len(bs.cache) >= maxCachedBlocks {
-		bs.cache = make(map[int64]*cachedRows)
+		bs.cache = make(map[int64][]blockRow)
 	}
-	bs.cache[m.first] = &cachedRows{n: m.n, rows: rows}
+	bs.cache[m.first] = rows
 	bs.cmu.Unlock()
 	return rows, nil
 }
