@@ -57,14 +57,20 @@ func (s *Store) catchUp() (err error) {
 	c.skipDamaged = true
 	var entries []*trail.Entry
 	var offs []int64
-	add := func(e *trail.Entry, off int64) error {
-		entries, offs = append(entries, e), append(offs, off)
-		if len(entries) < indexBatch {
+	flush := func() error {
+		if len(entries) == 0 {
 			return nil
 		}
 		err := s.ix.insert(ctx, entries, offs)
 		entries, offs = entries[:0], offs[:0]
 		return err
+	}
+	add := func(e *trail.Entry, off int64) error {
+		entries, offs = append(entries, e), append(offs, off)
+		if len(entries) < indexBatch {
+			return nil
+		}
+		return flush()
 	}
 	last := time.Unix(0, 0)
 	for seq := s.ix.watermark; seq < size; {
@@ -92,10 +98,8 @@ func (s *Store) catchUp() (err error) {
 		}
 		seq++
 	}
-	if len(entries) > 0 {
-		if err := s.ix.insert(ctx, entries, offs); err != nil {
-			return fmt.Errorf("index: %w", err)
-		}
+	if err := flush(); err != nil {
+		return fmt.Errorf("index: %w", err)
 	}
 	s.indexed.Store(s.ix.watermark)
 	s.tail.start = s.ix.watermark
