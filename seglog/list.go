@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/trail-audit/trail"
 )
@@ -91,21 +90,11 @@ func timeIs(t int64) func(*trail.Entry) error {
 	}
 }
 
-// matches reports whether e, of the store's log, passes f.
+// matches reports whether e, of the store's log, passes f: its fields
+// and time (trail.Filter.Matches, which the live tail shares) and its
+// cursor.
 func (s *Store) matches(f *trail.Filter, e *trail.Entry) bool {
-	tg := e.TargetOrZero()
-	for _, p := range [...][2]string{
-		{f.Tenant, e.Tenant}, {f.Actor, e.Actor.ID}, {f.ActorType, e.Actor.Type}, {f.Target, tg.ID},
-		{f.TargetType, tg.Type}, {f.Source, e.Source.Service}, {f.Outcome, e.Outcome},
-	} {
-		if p[0] != "" && p[0] != p[1] {
-			return false
-		}
-	}
-	if f.ActionPrefix && !strings.HasPrefix(e.Action, f.Action) || !f.ActionPrefix && f.Action != "" && f.Action != e.Action {
-		return false
-	}
-	return s.inRange(f, e.Time.UnixNano(), e.Seq)
+	return f.Matches(&e.Record) && s.afterCursor(f, e.Time.UnixNano(), e.Seq)
 }
 
 // inRange reports whether a record of time t and seq passes f's time
@@ -114,14 +103,20 @@ func (s *Store) inRange(f *trail.Filter, t, seq int64) bool {
 	if !f.Since.IsZero() && t < f.Since.UnixNano() || !f.Until.IsZero() && t >= f.Until.UnixNano() {
 		return false
 	}
-	if f.After != nil {
-		at := trail.Cursor{Time: t, Log: s.log, Seq: seq}
-		if f.Desc {
-			return at.Less(f.After)
-		}
-		return f.After.Less(&at)
+	return s.afterCursor(f, t, seq)
+}
+
+// afterCursor reports whether a record of time t and seq comes after f's
+// cursor, if it has one, in f's order.
+func (s *Store) afterCursor(f *trail.Filter, t, seq int64) bool {
+	if f.After == nil {
+		return true
 	}
-	return true
+	at := trail.Cursor{Time: t, Log: s.log, Seq: seq}
+	if f.Desc {
+		return at.Less(f.After)
+	}
+	return f.After.Less(&at)
 }
 
 // A listKey is a record that the blocks say List may take.
