@@ -258,6 +258,26 @@ func idKey(id string) int64 {
 	return int64(v)
 }
 
+// checkWatermark, inside the write transaction, checks that the stored
+// watermark is the one this store last wrote. Only one store may index a
+// directory (trail serve locks --data); a second one, opened past that
+// lock, would index the same seqs, and this names that instead of a
+// constraint failure on records.seq.
+func (ix *index) checkWatermark(ctx context.Context) error {
+	st, err := ix.stmt(ctx, "SELECT value FROM meta WHERE key = 'watermark'")
+	if err != nil {
+		return err
+	}
+	var v string
+	if err := st.QueryRowContext(ctx).Scan(&v); err != nil {
+		return err
+	}
+	if v != strconv.FormatInt(ix.watermark, 10) {
+		return fmt.Errorf("the index holds %s records, but this store indexed %d: another process opened this directory and indexed the log (only one trail may open --data at a time)", v, ix.watermark)
+	}
+	return nil
+}
+
 // rowsPerInsert is how many rows one INSERT statement writes.
 const rowsPerInsert = 64
 
@@ -278,6 +298,9 @@ func (ix *index) insert(ctx context.Context, entries []*trail.Entry, offs []int6
 			ix.cur = cur
 		}
 	}()
+	if err := ix.checkWatermark(ctx); err != nil {
+		return err
+	}
 	for off := 0; off < len(entries); {
 		n := min(rowsPerInsert, len(entries)-off)
 		withSeq := entries[off].Seq == 0 // an empty table's next rowid is 1, not 0

@@ -50,10 +50,20 @@ func (s *Store) catchUp() (err error) {
 			}
 		}()
 	}
-	// A damaged record (its frame fails its checksum, or its chunk does)
-	// is indexed as a row of no id at offset -1, which reads answer with
-	// the damage: the log still opens, and trail verify names the seq,
-	// as it did before the index was rebuilt.
+	if err := s.indexFrom(ctx, c, size); err != nil {
+		return err
+	}
+	s.indexed.Store(s.ix.watermark)
+	s.tail.start = s.ix.watermark
+	return nil
+}
+
+// indexFrom indexes the records from the watermark to size, read with c,
+// in batches of indexBatch. A damaged record (its frame fails its
+// checksum, or its chunk does) is indexed as a row of no id at offset -1,
+// which reads answer with the damage: the log still opens, and trail
+// verify names the seq, as it did before the index was rebuilt.
+func (s *Store) indexFrom(ctx context.Context, c *cursor, size int64) error {
 	c.skipDamaged = true
 	var entries []*trail.Entry
 	var offs []int64
@@ -101,8 +111,6 @@ func (s *Store) catchUp() (err error) {
 	if err := flush(); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	s.indexed.Store(s.ix.watermark)
-	s.tail.start = s.ix.watermark
 	return nil
 }
 

@@ -3,6 +3,7 @@ package seglog_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +77,30 @@ func TestConformance(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	storetest.RunKeys(t, func(t *testing.T) trail.KeyStore { return mustOpen(t, seglog.Config{Dir: t.TempDir()}) })
+}
+
+// TestSecondStoreOnOneDirectory opens a second store on a directory whose
+// first store has records it has not yet indexed, as a process that
+// ignores trail serve's lock on --data would: the second indexes them at
+// open, and the first's indexer then names the other process rather than
+// failing a constraint on records.seq.
+func TestSecondStoreOnOneDirectory(t *testing.T) {
+	dir := t.TempDir()
+	a := mustOpen(t, seglog.Config{Dir: dir, IndexInterval: time.Hour})
+	storetest.Append(t, a, storetest.NewBuilder(seglog.DefaultLog), storetest.Events(3)...)
+	other, err := seglog.Open(seglog.Config{Dir: dir})
+	if err != nil {
+		t.Fatalf("second Open: %v", err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	if err := a.WaitIndexed(ctx); err == nil {
+		t.Fatal("the first store indexed records that another store had indexed")
+	}
+	if err := a.IndexErr(); err == nil || !strings.Contains(err.Error(), "another process opened this directory") {
+		t.Fatalf("IndexErr: got %v, want one naming another process", err)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
@@ -96,6 +97,9 @@ func TestForgedAppend(t *testing.T) {
 			srv := MustStartServe(t, dir, "--store", engine, "--checkpoint-interval", "50ms")
 			testserver.PostNDJSON(t, srv.URL, testserver.Payments(0, 10)...)
 			testserver.WaitCheckpoint(t, srv.URL, "", 10)
+			if engine == "embedded" {
+				waitIndexed(t, dir, 10)
+			}
 			size := forge(t, dir, engine)
 
 			// The server meets the forged seq on its next write and
@@ -128,6 +132,26 @@ func TestForgedAppend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitIndexed waits until the segment store's index in dir holds n
+// records. The server indexes a few milliseconds after it acknowledges;
+// a forger that opened the store before then would index the same seqs
+// as the server, and fail.
+func waitIndexed(t *testing.T, dir string, n int64) {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "index", "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mark int64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err := db.QueryRow("SELECT value FROM meta WHERE key = 'watermark'").Scan(&mark); err == nil && mark >= n {
+			return
+		}
+	}
+	t.Fatalf("the server's index holds %d records after 10 s, want %d", mark, n)
 }
 
 // forge appends a record to the store in dir with trail's own code, while
