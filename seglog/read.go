@@ -120,7 +120,10 @@ func (s *Store) indexRows(ctx context.Context, query string, args []any, fn func
 	var rows *sql.Rows
 	var err error
 	if st := s.ix.prepared[query]; st != nil {
-		rows, err = st.QueryContext(ctx, args...)
+		// A prepared query finds one key in the index, in microseconds:
+		// a context that can end would cost more than the query, since
+		// the driver and database/sql each start a goroutine to watch it.
+		rows, err = st.QueryContext(context.WithoutCancel(ctx), args...)
 	} else {
 		rows, err = s.ix.r.QueryContext(ctx, query, args...)
 	}
