@@ -26,6 +26,16 @@ trail bench first). --concurrency clients send requests back to back for
   list  a filtered page: GET /logs?tenant=T&action=A&since=S&until=S+W&limit=100,
         for a random S within the time span of the records the filter
         selects (W is --window; A may end in .* for a prefix)
+  path  GET --path, the same each time: /healthz gives the floor that
+        HTTP and the machine set, with no store work
+
+With --rate, the clients together offer that many requests a second,
+spread evenly, instead of sending back to back: the latency of a read
+on a server that is not saturated. A request sent late, because the
+answer before it came after it was due, is timed from when it was due,
+so that a slow server is not hidden by its clients waiting (no
+coordinated omission); the report gives the rate offered beside the
+rate achieved.
 
 Reads go out as raw HTTP/1.1 on one keep-alive connection per client, as
 trail bench sends its writes, so that the generator takes little of the
@@ -39,6 +49,7 @@ load only to a server you run.
 type benchReadsConfig struct {
 	clientFlags
 	mode        string
+	path        string
 	concurrency int
 	duration    time.Duration
 	samples     int
@@ -46,6 +57,7 @@ type benchReadsConfig struct {
 	action      string
 	window      time.Duration
 	limit       int
+	rate        float64
 	jsonOut     bool
 	serverPID   int
 }
@@ -54,6 +66,7 @@ type benchReadsConfig struct {
 type benchReadsReport struct {
 	Mode         string        `json:"mode"`
 	Concurrency  int           `json:"concurrency"`
+	Offered      float64       `json:"offered_per_sec,omitempty"`
 	Seconds      float64       `json:"seconds"`
 	Requests     int64         `json:"requests"`
 	PerSecond    float64       `json:"requests_per_sec"`
@@ -69,7 +82,8 @@ func (c *cli) runBenchReads(ctx context.Context, args []string) error {
 	var cfg benchReadsConfig
 	fs := newFlagSet("bench-reads", "[flags]", benchReadsAbout, c.stderr)
 	cfg.register(fs)
-	fs.StringVar(&cfg.mode, "mode", "get", "`reads` to send: get or list")
+	fs.StringVar(&cfg.mode, "mode", "get", "`reads` to send: get, list or path")
+	fs.StringVar(&cfg.path, "path", "/healthz", "`path` that --mode path gets")
 	fs.IntVar(&cfg.concurrency, "concurrency", 8, "concurrent `clients`, each with one request in flight")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to send reads")
 	fs.IntVar(&cfg.samples, "samples", 2000, "ids to sample across the log for get")
@@ -77,16 +91,20 @@ func (c *cli) runBenchReads(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.action, "action", "", "`action` filter of list, exact or a prefix ending in .* (empty: none)")
 	fs.DurationVar(&cfg.window, "window", time.Minute, "time range of list's filter")
 	fs.IntVar(&cfg.limit, "limit", 100, "page size of list")
+	fs.Float64Var(&cfg.rate, "rate", 0, "requests a `second` the clients offer together, evenly spaced (0: back to back)")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON, for scripts")
 	fs.IntVar(&cfg.serverPID, "server-pid", 0, "`pid` of the server, on the same Linux machine, to report its CPU as well (from /proc)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if cfg.mode != "get" && cfg.mode != "list" {
-		return usageError{fmt.Errorf("bench-reads: --mode %q: want get or list", cfg.mode)}
+	if cfg.mode != "get" && cfg.mode != "list" && cfg.mode != "path" {
+		return usageError{fmt.Errorf("bench-reads: --mode %q: want get, list or path", cfg.mode)}
 	}
-	if cfg.concurrency <= 0 || cfg.duration <= 0 || cfg.samples <= 0 || cfg.limit <= 0 || cfg.window <= 0 {
-		return usageError{errors.New("bench-reads: --concurrency, --duration, --samples, --limit and --window must be positive")}
+	if !strings.HasPrefix(cfg.path, "/") {
+		return usageError{fmt.Errorf("bench-reads: --path %q: want an absolute path, such as /healthz", cfg.path)}
+	}
+	if cfg.concurrency <= 0 || cfg.duration <= 0 || cfg.samples <= 0 || cfg.limit <= 0 || cfg.window <= 0 || cfg.rate < 0 {
+		return usageError{errors.New("bench-reads: --concurrency, --duration, --samples, --limit and --window must be positive, and --rate not negative")}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("bench-reads: unexpected argument %q", fs.Arg(0))}
@@ -154,15 +172,21 @@ func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*
 	if cfg.mode == "list" {
 		q.Tenant, q.Action = cfg.tenant, cfg.action
 	}
-	from, to, err := logSpan(ctx, cl, q)
-	if err != nil {
-		return nil, err
+	var from, to time.Time
+	var err error
+	if cfg.mode != "path" {
+		if from, to, err = logSpan(ctx, cl, q); err != nil {
+			return nil, err
+		}
 	}
 	var ids []string
 	if cfg.mode == "get" {
 		if ids, err = sampleIDs(ctx, cl, from, to, cfg.samples, stderr); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.rate > 0 {
+		fmt.Fprintf(stderr, "bench-reads: offering %.0f requests/s\n", cfg.rate)
 	}
 	fmt.Fprintf(stderr, "bench-reads: %s, %d clients, %v, over records from %s to %s\n", cfg.mode, cfg.concurrency, cfg.duration, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	meter, err := startCPUMeter(cfg.serverPID)
@@ -173,6 +197,9 @@ func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*
 	if err != nil {
 		return nil, fmt.Errorf("bench-reads: %w", err)
 	}
+	if raw == nil && cfg.mode == "path" {
+		return nil, errors.New("bench-reads: --mode path needs an http:// URL (it sends raw HTTP/1.1)")
+	}
 	start := time.Now()
 	res := runReaders(ctx, cfg, cl, raw, start.Add(cfg.duration), func(w *readWorker) (int, error) { return w.read(ctx, ids, from, to) })
 	wall := time.Since(start)
@@ -182,7 +209,7 @@ func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*
 	}
 	n := len(res.lat)
 	rep := &benchReadsReport{
-		Mode: cfg.mode, Concurrency: cfg.concurrency, Seconds: wall.Seconds(), Requests: int64(n),
+		Mode: cfg.mode, Concurrency: cfg.concurrency, Offered: cfg.rate, Seconds: wall.Seconds(), Requests: int64(n),
 		PerSecond: float64(n) / wall.Seconds(), Latency: latencies(res.lat), Errors: res.errs, FirstError: res.firstErr,
 	}
 	if n > 0 {
@@ -211,7 +238,13 @@ type readResults struct {
 func runReaders(ctx context.Context, cfg *benchReadsConfig, cl *client.Client, raw *rawTarget, deadline time.Time, read func(*readWorker) (int, error)) *readResults {
 	res := &readResults{}
 	var wg sync.WaitGroup
-	for range cfg.concurrency {
+	// With a rate, client i sends at start + (i + k*concurrency)/rate.
+	var every time.Duration
+	if cfg.rate > 0 {
+		every = time.Duration(float64(time.Second) * float64(cfg.concurrency) / cfg.rate)
+	}
+	start := time.Now()
+	for i := range cfg.concurrency {
 		w := &readWorker{cfg: cfg, cl: cl}
 		if raw != nil {
 			w.rc = &rawConn{t: raw}
@@ -223,8 +256,22 @@ func runReaders(ctx context.Context, cfg *benchReadsConfig, cl *client.Client, r
 				defer w.rc.close()
 			}
 			var mine readResults
+			due := start.Add(every * time.Duration(i) / time.Duration(cfg.concurrency))
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				t0 := time.Now()
+				if every > 0 {
+					// On time, the clock starts at the send, since a sleep
+					// may overshoot by up to a millisecond; late, because
+					// the last answer came after this request was due, it
+					// starts when the request was due.
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+						t0 = time.Now()
+					} else {
+						t0 = due
+					}
+					due = due.Add(every)
+				}
 				n, err := read(w)
 				mine.lat = append(mine.lat, time.Since(t0))
 				mine.records += int64(n)
@@ -262,10 +309,13 @@ func (w *readWorker) read(ctx context.Context, ids []string, from, to time.Time)
 	cfg := w.cfg
 	var id, path string
 	var q client.Query
-	if cfg.mode == "get" {
+	switch cfg.mode {
+	case "path":
+		path = cfg.path
+	case "get":
 		id = ids[rand.IntN(len(ids))]
 		path = "/logs/" + url.PathEscape(id)
-	} else {
+	default:
 		span := max(to.Sub(from)-cfg.window, 0)
 		since := from.Add(time.Duration(rand.Int64N(int64(span) + 1)))
 		q = client.Query{Tenant: cfg.tenant, Action: cfg.action, Since: since, Until: since.Add(cfg.window), Limit: cfg.limit}
@@ -292,8 +342,11 @@ func (w *readWorker) read(ctx context.Context, ids []string, from, to time.Time)
 	if a.status != http.StatusOK {
 		return 0, fmt.Errorf("GET %s: status %d: %s", path, a.status, detail(w.ans))
 	}
-	if cfg.mode == "get" {
+	switch cfg.mode {
+	case "get":
 		return 1, nil
+	case "path":
+		return 0, nil
 	}
 	return countEvents(w.ans)
 }
@@ -333,6 +386,9 @@ func countEvents(b []byte) (int, error) {
 
 func (r *benchReadsReport) print(w io.Writer) {
 	fmt.Fprintf(w, "bench-reads %s: %d requests in %.1fs from %d clients: %.0f requests/s, %.1f records each\n", r.Mode, r.Requests, r.Seconds, r.Concurrency, r.PerSecond, r.RecordsPer)
+	if r.Offered > 0 {
+		fmt.Fprintf(w, "  offered      %.0f requests/s\n", r.Offered)
+	}
 	l := r.Latency
 	fmt.Fprintf(w, "  latency      p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  mean %.2fms\n", l.P50, l.P90, l.P99, l.Max, l.Mean)
 	if r.Errors > 0 {

@@ -46,4 +46,24 @@ func TestBenchReads(t *testing.T) {
 			t.Fatalf("bench-reads %v: got %.2f records per request, want %v", args, rep.RecordsPer, want)
 		}
 	}
+
+	// --rate paces the clients: 100 requests/s for a second is about 100
+	// requests, where back to back they send thousands. --mode path gets
+	// one path, and reads no records.
+	code, out, stderr := runMain(ctx, "", "bench-reads", "--url", p.URL, "--mode", "path", "--path", "/healthz",
+		"--rate", "100", "--duration", "1s", "--concurrency", "4", "--json")
+	if code != 0 {
+		t.Fatalf("bench-reads --rate: exit code %d: %s", code, stderr)
+	}
+	var rep benchReadsReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("bench-reads --json: %v\n%s", err, out)
+	}
+	if rep.Requests < 90 || rep.Requests > 104 || rep.Offered != 100 || rep.Errors != 0 || rep.RecordsPer != 0 {
+		t.Fatalf("bench-reads --mode path --rate 100 for 1s: got %+v, want about 100 requests, no errors, no records", rep)
+	}
+	code, _, stderr = runMain(ctx, "", "bench-reads", "--url", p.URL, "--mode", "path", "--path", "healthz")
+	if code == 0 || !strings.Contains(stderr, "want an absolute path") {
+		t.Fatalf("bench-reads --path healthz: exit %d, %q; want a usage error", code, stderr)
+	}
 }
