@@ -111,6 +111,16 @@ func (m *Metrics) WatchQueue(queued func() int64) {
 	}, func() float64 { return float64(queued()) }))
 }
 
+// WatchCompression exposes failures (compressions of a sealed segment
+// that failed) as the counter trail_segment_compress_failures_total. Call
+// it once, for a store that compresses its segments.
+func (m *Metrics) WatchCompression(failures func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "trail_segment_compress_failures_total",
+		Help: "Sealed segments of the embedded store that could not be compressed; each stays as written and is read as before (see the server's log).",
+	}, func() float64 { return float64(failures()) }))
+}
+
 // Request counts one answered HTTP request. route is the matched pattern
 // without its method ("/logs/{id}"), never the raw path, so that the
 // label's values stay few; "" (answered before routing: an unclean path,

@@ -38,8 +38,8 @@ func (s *Store) compressLoop() {
 					l.Error("seglog: a sealed segment could not be compressed; it stays as written and is read as before, and the next start tries again. If the error names damage, run trail verify; if the disk is full, free space",
 						"segment", g.path, "err", err)
 				}
+				s.zFailures.Add(1)
 				g.zfailed.Store(true) // after the log line, which WaitCompressed's callers may read
-
 			}
 		}
 		select {
@@ -83,6 +83,11 @@ func (s *Store) compress(g *segment, c codec) error {
 	}
 	return syncDir(dir)
 }
+
+// CompressFailures returns how many compressions of a sealed segment have
+// failed since Open: each such segment stays as written, and is read as
+// before. /metrics exposes it as trail_segment_compress_failures_total.
+func (s *Store) CompressFailures() uint64 { return s.zFailures.Load() }
 
 // compressErr returns the error of the last compression of a sealed
 // segment, if it failed; the segment stays uncompressed.

@@ -427,6 +427,9 @@ func TestCompressFailureLogged(t *testing.T) {
 	if got := logs.String(); !strings.Contains(got, "could not be compressed") || !strings.Contains(got, filepath.Base(segs[1])) {
 		t.Fatalf("log: got %q, want an error naming %s", got, filepath.Base(segs[1]))
 	}
+	if n := s.CompressFailures(); n != 1 {
+		t.Fatalf("CompressFailures: got %d, want 1 (the damaged segment)", n)
+	}
 }
 
 // TestEveryByteOfAChunk flips, one at a time, bytes of the chunks of

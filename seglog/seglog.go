@@ -98,10 +98,11 @@ type Store struct {
 	segMu sync.RWMutex
 	segs  []*segment
 
-	chunks *chunkCache   // decompressed chunks of compressed segments
-	sealed chan struct{} // wakes the compressor
-	zMu    sync.Mutex
-	zErr   error // the compressor's last error
+	chunks    *chunkCache   // decompressed chunks of compressed segments
+	sealed    chan struct{} // wakes the compressor
+	zMu       sync.Mutex
+	zErr      error         // the compressor's last error
+	zFailures atomic.Uint64 // compressions that failed since Open
 
 	mu     sync.Mutex // the writer: guards what follows
 	w      *os.File   // the active segment, append-only

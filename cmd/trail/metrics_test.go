@@ -28,6 +28,8 @@ func TestServeMetricsAddr(t *testing.T) {
 		status    int
 	}{
 		{m[1] + "/metrics", "trail_events_appended_total{log=\"main\"} 3\n", http.StatusOK},
+		// The embedded store compresses its segments, and counts failures.
+		{m[1] + "/metrics", "trail_segment_compress_failures_total 0\n", http.StatusOK},
 		{m[1] + "/logs", "", http.StatusNotFound},
 		{p.URL + "/metrics", "trail_events_appended_total{log=\"main\"} 3\n", http.StatusOK}, // auth off: open
 	} {

@@ -92,6 +92,9 @@ func New(ctx context.Context, store trail.Store, cfg Config) (*Node, error) {
 		cfg.Ingest.Logger = cfg.Logger
 	}
 	m := metrics.New()
+	if z, ok := store.(interface{ CompressFailures() uint64 }); ok {
+		m.WatchCompression(z.CompressFailures)
+	}
 	cfg.Ingest.Observer = m
 	if cfg.Tail.PageBytes <= 0 {
 		cfg.Tail.PageBytes = cmp.Or(cfg.Memory.Response, httpapi.DefaultMemory.Response)
