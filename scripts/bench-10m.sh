@@ -8,7 +8,13 @@
 #   - the server's RSS;
 #   - GET /logs/{id} and a filtered page (tenant, action prefix, a time
 #     window of WINDOW, limit 100; tenant t1, whose action is
-#     acct.suspended) with trail bench-reads, 8 and 2 clients;
+#     acct.suspended) with trail bench-reads, 8 and 2 clients back to
+#     back, and 8 clients offering a fixed rate (GET_RATE, LIST_RATE);
+#     GET /healthz, the floor that HTTP and the machine set;
+#   - the same reads again on a server restarted with GOMAXPROCS=
+#     READ_GOMAXPROCS (default 8; empty: skip), more Ps than cores, so
+#     that a thread the kernel preempts does not hold up the requests
+#     queued on its P (see docs/PERFORMANCE.md);
 #   - open: a clean restart, to "listening";
 #   - recovery: a restart after kill -9 in the middle of ingest;
 #   - the RSS after the restart;
@@ -18,6 +24,9 @@
 #
 #   bash scripts/bench-10m.sh
 #   PHASES=2 PHASE=500000 bash scripts/bench-10m.sh   # a quicker look
+#   DATA=/some/dir bash scripts/bench-10m.sh           # keep the data
+#   DATA=/some/dir READS_ONLY=1 bash scripts/bench-10m.sh
+#                                 # just the reads, on data filled before
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,7 +48,34 @@ open_timed() {
 	took=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 
+# reads LABEL measures the reads listed at the top on the running server.
+reads() {
+	local run mode clients rate args r
+	for run in get:8:0 list:8:0 get:2:0 list:2:0 get:8:${GET_RATE:-5000} list:8:${LIST_RATE:-500} path:8:0; do
+		IFS=: read -r mode clients rate <<<"$run"
+		args=(--mode "$mode" --rate "$rate")
+		[[ $mode == list ]] && args+=(--tenant t1 --action 'acct.*' --window "$window")
+		"$bin" bench-reads --url "$url" "${args[@]}" --concurrency "$clients" --duration 10s --json --server-pid "$pid" >"$tmp/reads.json" 2>/dev/null
+		r=$tmp/reads.json
+		printf 'reads %-9s %-4s %d clients %-13s %6.0f requests/s  p50 %s ms  p99 %s ms  max %s ms  %s records each  errors %s  server %s µs/request  generator %s µs/request\n' \
+			"$1" "$mode" "$clients" "$([[ $rate == 0 ]] && echo 'back to back' || echo "offering $rate")" "$(field requests_per_sec "$r")" \
+			"$(field p50 "$r")" "$(field p99 "$r")" "$(field max "$r")" "$(field records_per_request "$r")" "$(field errors "$r")" \
+			"$(member server_cpu us_per_event "$r")" "$(member generator_cpu us_per_event "$r")"
+	done
+}
+
 machine
+if [[ -n ${READS_ONLY:-} ]]; then
+	start_server "$data"
+	reads default
+	stop_server
+	if [[ -n ${READ_GOMAXPROCS-8} ]]; then
+		GOMAXPROCS=${READ_GOMAXPROCS-8} start_server "$data"
+		reads "procs=${READ_GOMAXPROCS-8}"
+		stop_server
+	fi
+	exit 0
+fi
 start_server "$data"
 actions=(acct.created acct.suspended pay.captured user.login)
 for ((i = 0; i < phases; i++)); do
@@ -54,17 +90,14 @@ total=$((phases * phase))
 printf 'server RSS at %d records: %s\n' "$total" "$(rss)"
 
 # 8 clients back to back saturate the 2 cores the generator shares; 2
-# clients show the latency of a read on a machine that is not saturated.
-for run in get:8 list:8 get:2 list:2; do
-	mode=${run%:*} clients=${run#*:}
-	args=(--mode "$mode")
-	[[ $mode == list ]] && args+=(--tenant t1 --action 'acct.*' --window "$window")
-	"$bin" bench-reads --url "$url" "${args[@]}" --concurrency "$clients" --duration 10s --json --server-pid "$pid" >"$tmp/reads.json" 2>/dev/null
-	r=$tmp/reads.json
-	printf 'reads %-4s %d clients: %6.0f requests/s  p50 %s ms  p99 %s ms  max %s ms  %s records each  errors %s  server %s µs/request  generator %s µs/request\n' \
-		"$mode" "$clients" "$(field requests_per_sec "$r")" "$(field p50 "$r")" "$(field p99 "$r")" "$(field max "$r")" \
-		"$(field records_per_request "$r")" "$(field errors "$r")" "$(member server_cpu us_per_event "$r")" "$(member generator_cpu us_per_event "$r")"
-done
+# clients, or a fixed rate, show the latency of a read on a machine that
+# is not saturated.
+reads default
+if [[ -n ${READ_GOMAXPROCS-8} ]]; then
+	stop_server
+	GOMAXPROCS=${READ_GOMAXPROCS-8} start_server "$data"
+	reads "procs=${READ_GOMAXPROCS-8}"
+fi
 
 # Sealed segments are compressed in the background: measure the disk after.
 wait_compressed "$data"
