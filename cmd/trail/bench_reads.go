@@ -188,7 +188,11 @@ func benchReads(ctx context.Context, cfg *benchReadsConfig, stderr io.Writer) (*
 	if cfg.rate > 0 {
 		fmt.Fprintf(stderr, "bench-reads: offering %.0f requests/s\n", cfg.rate)
 	}
-	fmt.Fprintf(stderr, "bench-reads: %s, %d clients, %v, over records from %s to %s\n", cfg.mode, cfg.concurrency, cfg.duration, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	if cfg.mode == "path" {
+		fmt.Fprintf(stderr, "bench-reads: GET %s, %d clients, %v\n", cfg.path, cfg.concurrency, cfg.duration)
+	} else {
+		fmt.Fprintf(stderr, "bench-reads: %s, %d clients, %v, over records from %s to %s\n", cfg.mode, cfg.concurrency, cfg.duration, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
 	meter, err := startCPUMeter(cfg.serverPID)
 	if err != nil {
 		return nil, err
