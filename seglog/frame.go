@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 
 	"github.com/trail-audit/trail"
 	"golang.org/x/mod/sumdb/tlog"
@@ -86,33 +87,43 @@ type frame struct {
 // decode decodes a payload after checking it against its checksum. The
 // frame's bytes alias p.
 func decode(p []byte, sum uint32) (*frame, error) {
+	f := &frame{}
+	if err := decodeInto(f, p, sum); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// decodeInto is decode into f, whose hashes' array it reuses.
+func decodeInto(f *frame, p []byte, sum uint32) error {
 	if got := crc32.Checksum(p, castagnoli); got != sum {
-		return nil, fmt.Errorf("%w (crc32c %08x, header says %08x)", errChecksum, got, sum)
+		return fmt.Errorf("%w (crc32c %08x, header says %08x)", errChecksum, got, sum)
 	}
 	if len(p) == sealPayload {
 		if string(p[:len(sealMagic)]) != sealMagic {
-			return nil, errors.New("a short frame that is not a seal")
+			return errors.New("a short frame that is not a seal")
 		}
-		return &frame{seal: true, next: int64(binary.LittleEndian.Uint64(p[len(sealMagic):]))}, nil
+		*f = frame{seal: true, next: int64(binary.LittleEndian.Uint64(p[len(sealMagic):]))}
+		return nil
 	}
-	f := &frame{seq: int64(binary.LittleEndian.Uint64(p))}
+	*f = frame{seq: int64(binary.LittleEndian.Uint64(p)), hashes: f.hashes[:0]}
 	p = p[8:]
 	copy(f.digest[:], p)
 	p = p[len(f.digest):]
 	nh := int(p[0])
 	p = p[1:]
 	if nh == 0 || len(p) < nh*tlog.HashSize {
-		return nil, fmt.Errorf("frame of seq %d holds %d hashes in %d bytes", f.seq, nh, len(p))
+		return fmt.Errorf("frame of seq %d holds %d hashes in %d bytes", f.seq, nh, len(p))
 	}
-	f.hashes = make([]tlog.Hash, nh)
+	f.hashes = slices.Grow(f.hashes, nh)[:nh]
 	for i := range f.hashes {
 		copy(f.hashes[i][:], p[i*tlog.HashSize:])
 	}
 	f.bytes = p[nh*tlog.HashSize:]
 	if want := tlog.StoredHashCount(f.seq+1) - tlog.StoredHashCount(f.seq); int64(nh) != want {
-		return nil, fmt.Errorf("frame of seq %d holds %d stored hashes, want %d", f.seq, nh, want)
+		return fmt.Errorf("frame of seq %d holds %d stored hashes, want %d", f.seq, nh, want)
 	}
-	return f, nil
+	return nil
 }
 
 // entry parses the frame's record into an entry. The entry owns a copy of

@@ -223,12 +223,6 @@ func (s *Store) Scan(ctx context.Context, log string, from, to int64, fn func(*t
 	})
 }
 
-// ScanRaw is Scan without parsing: fn gets each record's seq and bytes,
-// valid until it returns. See trail.RawScanner.
-func (s *Store) ScanRaw(ctx context.Context, log string, from, to int64, fn func(seq int64, b []byte) error) error {
-	return s.scanFrames(ctx, log, from, to, func(fr *frame) error { return fn(fr.seq, fr.bytes) })
-}
-
 // scanFrames calls fn with the frames of Scan's records.
 func (s *Store) scanFrames(ctx context.Context, log string, from, to int64, fn func(*frame) error) error {
 	to = min(to, s.size.Load())

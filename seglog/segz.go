@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sort"
 	"sync"
 )
 
@@ -267,7 +266,7 @@ func (z *zseg) ReadAt(p []byte, off int64) (int, error) {
 		if off >= z.size {
 			return n, io.EOF
 		}
-		i := sort.Search(len(z.chunks), func(i int) bool { return z.chunks[i].uoff > off }) - 1
+		i := z.chunkAt(off)
 		if i < 0 {
 			return n, fmt.Errorf("compressed segment %s: offset %d", z.path, off)
 		}
@@ -285,8 +284,8 @@ func (z *zseg) ReadAt(p []byte, off int64) (int, error) {
 // readChunk reads up to len(p) bytes at off, from the chunk that holds
 // off only.
 func (z *zseg) readChunk(p []byte, off int64) (int, error) {
-	i := sort.Search(len(z.chunks), func(i int) bool { return z.chunks[i].uoff > off }) - 1
-	if i < 0 || off >= z.size {
+	i := z.chunkAt(off)
+	if i < 0 {
 		return 0, io.EOF
 	}
 	b, err := z.chunk(i)
@@ -302,17 +301,27 @@ func (z *zseg) chunk(i int) ([]byte, error) {
 	if b := z.cache.get(z, i); b != nil {
 		return b, nil
 	}
-	c := z.chunks[i]
-	comp := make([]byte, c.clen)
-	if _, err := z.f.ReadAt(comp, c.coff); err != nil {
-		return nil, fmt.Errorf("compressed segment %s, chunk %d: %w", z.path, i, noEOF(err))
-	}
-	b, err := z.codec.decode(nil, comp, c.ulen) // the codec sizes the buffer once it has checked the size
+	_, b, err := z.decodeChunk(i, nil, nil) // the codec sizes the buffer once it has checked the size
 	if err != nil {
-		return nil, &chunkError{path: z.path, i: i, start: c.uoff, end: c.uoff + c.ulen, err: err}
+		return nil, err
 	}
 	z.cache.put(z, i, b)
 	return b, nil
+}
+
+// decodeChunk reads chunk i into comp and decodes it into dst, growing
+// either as need be, and returns both.
+func (z *zseg) decodeChunk(i int, comp, dst []byte) ([]byte, []byte, error) {
+	c := z.chunks[i]
+	comp = slices.Grow(comp[:0], int(c.clen))[:c.clen]
+	if _, err := z.f.ReadAt(comp, c.coff); err != nil {
+		return comp, dst, fmt.Errorf("compressed segment %s, chunk %d: %w", z.path, i, noEOF(err))
+	}
+	out, err := z.codec.decode(dst[:0], comp, c.ulen)
+	if err != nil {
+		return comp, dst, &chunkError{path: z.path, i: i, start: c.uoff, end: c.uoff + c.ulen, err: err}
+	}
+	return comp, out, nil
 }
 
 // chunkCache holds recently decompressed chunks, up to max bytes, so that
