@@ -132,7 +132,7 @@ func tryOpenIndex(dir, log string, size int64) (*index, error) {
 	ix.r.SetMaxOpenConns(8)
 	ix.r.SetMaxIdleConns(8)
 	ix.prepared = make(map[string]*sql.Stmt)
-	for _, q := range []string{byIDKey, offsetOf} {
+	for _, q := range []string{byIDKey, offsetOf, dictID, dictPrefix} {
 		if ix.prepared[q], err = ix.r.Prepare(q); err != nil {
 			ix.close()
 			return nil, err
@@ -408,7 +408,7 @@ func (ix *index) dictID(ctx context.Context, v string) (int64, error) {
 	if d, ok := ix.dict[v]; ok {
 		return d, nil
 	}
-	sel, err := ix.stmt(ctx, "SELECT id FROM dict WHERE s = ?")
+	sel, err := ix.stmt(ctx, dictID)
 	if err != nil {
 		return 0, err
 	}
@@ -451,8 +451,10 @@ func (ix *index) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 
 // The readers' frequent queries, prepared once.
 const (
-	byIDKey  = "SELECT seq, off, idh FROM records WHERE idk = ? AND idh = ?"
-	offsetOf = "SELECT off FROM records WHERE seq = ?"
+	byIDKey    = "SELECT seq, off, idh FROM records WHERE idk = ? AND idh = ?"
+	offsetOf   = "SELECT off FROM records WHERE seq = ?"
+	dictID     = "SELECT id FROM dict WHERE s = ?"
+	dictPrefix = "SELECT id FROM dict WHERE s >= ? AND s < ? LIMIT ?"
 )
 
 // offsets returns the frame offsets of the records [from, to), from the

@@ -199,7 +199,7 @@ func (s *Store) blockQuery(ctx context.Context, f *trail.Filter) (q blockQuery, 
 			continue
 		}
 		var d int64
-		err := s.ix.r.QueryRowContext(ctx, "SELECT id FROM dict WHERE s = ?", v).Scan(&d)
+		err := s.ix.prepared[dictID].QueryRowContext(ctx, v).Scan(&d)
 		if errors.Is(err, sql.ErrNoRows) {
 			return q, false, nil
 		} else if err != nil {
@@ -208,7 +208,7 @@ func (s *Store) blockQuery(ctx context.Context, f *trail.Filter) (q blockQuery, 
 		q.want[i] = []uint64{uint64(d)}
 	}
 	if f.ActionPrefix && f.Action != "" {
-		rows, err := s.ix.r.QueryContext(ctx, "SELECT id FROM dict WHERE s >= ? AND s < ? LIMIT ?", f.Action, f.Action+"\xff", maxPrefixActions+1)
+		rows, err := s.ix.prepared[dictPrefix].QueryContext(ctx, f.Action, f.Action+"\xff", maxPrefixActions+1)
 		if err != nil {
 			return q, false, err
 		}
