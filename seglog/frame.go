@@ -82,6 +82,7 @@ type frame struct {
 	digest trail.Digest
 	hashes []tlog.Hash
 	bytes  []byte
+	owned  bool // bytes is the frame's alone, not a reader's buffer
 }
 
 // decode decodes a payload after checking it against its checksum. The
@@ -126,10 +127,14 @@ func decodeInto(f *frame, p []byte, sum uint32) error {
 	return nil
 }
 
-// entry parses the frame's record into an entry. The entry owns a copy of
-// the bytes.
+// entry parses the frame's record into an entry. The entry owns its
+// bytes: the frame's, if the frame owns them, else a copy.
 func (f *frame) entry() (*trail.Entry, error) {
-	e, err := trail.ParseEntry(append([]byte(nil), f.bytes...), f.digest, f.hashes)
+	b := f.bytes
+	if !f.owned {
+		b = append([]byte(nil), b...)
+	}
+	e, err := trail.ParseEntry(b, f.digest, f.hashes)
 	if err != nil {
 		return nil, fmt.Errorf("seq %d: stored bytes: %w", f.seq, err)
 	}

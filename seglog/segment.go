@@ -332,6 +332,15 @@ const frameGuess = 4096
 
 // readFrame reads the frame at off of the segment.
 func (g *segment) readFrame(off int64) (*frame, int64, error) {
+	g.mu.RLock()
+	z := g.z
+	g.mu.RUnlock()
+	if z != nil {
+		if fr, n, ok := z.frameAt(off); ok {
+			return fr, n, nil
+		}
+		// Whatever went wrong, the read below names it as it always has.
+	}
 	// One read usually gets the header and the whole frame: most records
 	// are far smaller than frameGuess.
 	b := make([]byte, frameGuess)
