@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -87,10 +88,12 @@ func (s *server) listPage(w http.ResponseWriter, r *http.Request, f *trail.Filte
 			s.error(w, r, err)
 			return
 		}
-		if !h.take(entryBytes(entries)) {
+		size := entryBytes(entries)
+		if !h.take(size) {
 			s.error(w, r, readsBusy(&h))
 			return
 		}
+		b = slices.Grow(b, int(size)+len(entries)) // once, not by doubling
 		for _, e := range entries {
 			if n == limit || (last != nil && int64(len(b)+len(e.Bytes)) > s.respBytes) {
 				more = true
