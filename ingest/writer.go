@@ -117,12 +117,6 @@ func (in *Ingester) gather(first *request) []*request {
 
 // commit stores a group of requests in one append and answers each.
 func (in *Ingester) commit(group []*request) {
-	events, bytes := 0, int64(0)
-	for _, r := range group {
-		events += len(r.preps)
-		bytes += r.bytes
-	}
-	defer in.unqueue(int64(events), bytes)
 	err := in.storeDown(in.cfg.Now())
 	if err == nil {
 		err = in.commitRetrying(group)
@@ -133,6 +127,7 @@ func (in *Ingester) commit(group []*request) {
 	}
 	failed := err
 	in.failed.Store(&failed)
+	events := in.unqueueGroup(group)
 	if trail.ErrorCode(err) != trail.EUNAVAILABLE {
 		in.cfg.Logger.Error("trail: commit failed", "log", in.w.log, "events", events, "err", err)
 		err = trail.Errorf(trail.EUNAVAILABLE, "the commit failed and nothing was stored; retry with the same ids")
@@ -140,6 +135,19 @@ func (in *Ingester) commit(group []*request) {
 	for _, r := range group {
 		r.resp <- response{err: err}
 	}
+}
+
+// unqueueGroup takes the group's requests out of the queue's counts, and
+// returns how many events they held. It runs before they are answered, so
+// that a client that sends again on its answer finds the room it left.
+func (in *Ingester) unqueueGroup(group []*request) int64 {
+	events, bytes := int64(0), int64(0)
+	for _, r := range group {
+		events += int64(len(r.preps))
+		bytes += r.bytes
+	}
+	in.unqueue(events, bytes)
+	return events
 }
 
 // replans is how many times a group is planned when the store keeps
@@ -174,8 +182,8 @@ func (in *Ingester) commitRetrying(group []*request) error {
 func duplicate(err error) bool { return errors.Is(err, trail.ErrDuplicateID) }
 
 // commitOnce plans the group against what the store holds, appends its
-// new entries in one durable write and answers every request. On error it
-// answers none.
+// new entries in one durable write, takes the group out of the queue's
+// counts and answers every request. On error it does neither.
 func (in *Ingester) commitOnce(group []*request) error {
 	preps := make([][]*trail.Prepared, len(group))
 	for i, r := range group {
@@ -189,6 +197,7 @@ func (in *Ingester) commitOnce(group []*request) error {
 	if err := in.appendEntries(entries); err != nil {
 		return err
 	}
+	in.unqueueGroup(group)
 	for i, r := range group {
 		r.resp <- outs[i].result()
 	}
