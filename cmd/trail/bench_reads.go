@@ -103,8 +103,11 @@ func (c *cli) runBenchReads(ctx context.Context, args []string) error {
 	if !strings.HasPrefix(cfg.path, "/") {
 		return usageError{fmt.Errorf("bench-reads: --path %q: want an absolute path, such as /healthz", cfg.path)}
 	}
-	if cfg.concurrency <= 0 || cfg.duration <= 0 || cfg.samples <= 0 || cfg.limit <= 0 || cfg.window <= 0 || cfg.rate < 0 {
-		return usageError{errors.New("bench-reads: --concurrency, --duration, --samples, --limit and --window must be positive, and --rate not negative")}
+	if cfg.concurrency <= 0 || cfg.duration <= 0 || cfg.samples <= 0 || cfg.limit <= 0 || cfg.window <= 0 {
+		return usageError{errors.New("bench-reads: --concurrency, --duration, --samples, --limit and --window must be positive")}
+	}
+	if !(cfg.rate >= 0 && cfg.rate <= 1e9) { // NaN fails both
+		return usageError{fmt.Errorf("bench-reads: --rate %v: want requests a second, 0 (back to back) to 1e9", cfg.rate)}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("bench-reads: unexpected argument %q", fs.Arg(0))}
@@ -268,11 +271,15 @@ func runReaders(ctx context.Context, cfg *benchReadsConfig, cl *client.Client, r
 					// may overshoot by up to a millisecond; late, because
 					// the last answer came after this request was due, it
 					// starts when the request was due.
-					if wait := time.Until(due); wait > 0 {
-						time.Sleep(wait)
-						t0 = time.Now()
-					} else {
+					if !due.Before(deadline) {
+						break // the next request would go out after the run
+					}
+					if wait := time.Until(due); wait <= 0 {
 						t0 = due
+					} else if !sleep(ctx, wait) {
+						break
+					} else {
+						t0 = time.Now()
 					}
 					due = due.Add(every)
 				}
@@ -295,6 +302,18 @@ func runReaders(ctx context.Context, cfg *benchReadsConfig, cl *client.Client, r
 	}
 	wg.Wait()
 	return res
+}
+
+// sleep waits for d, or until ctx ends: then it returns false.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // readWorker is one client's connection and buffers. The reads are sent
