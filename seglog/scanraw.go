@@ -1,9 +1,7 @@
 package seglog
 
 import (
-	"bytes"
 	"context"
-	"sort"
 	"sync"
 )
 
@@ -111,41 +109,4 @@ func (s *Store) scanChunks(ctx context.Context, b *scanBuf, from, to int64, fn f
 		}
 	}
 	return seq, nil
-}
-
-// frameAt returns the frame at offset off, read from the chunk that holds
-// it into a buffer of the frame's own size, which the frame then owns,
-// and the frame's size. ok is false if anything is amiss: the caller reads
-// the frame the general way, which names the problem.
-func (z *zseg) frameAt(off int64) (fr *frame, size int64, ok bool) {
-	i := z.chunkAt(off)
-	if i < 0 {
-		return nil, 0, false
-	}
-	c, err := z.chunk(i)
-	if err != nil {
-		return nil, 0, false
-	}
-	rel := off - z.chunks[i].uoff
-	if int64(len(c))-rel < frameHeader {
-		return nil, 0, false
-	}
-	n, sum, err := header(c[rel:])
-	if err != nil || int64(len(c))-rel-frameHeader < int64(n) {
-		return nil, 0, false
-	}
-	p := bytes.Clone(c[rel+frameHeader : rel+frameHeader+int64(n)])
-	if fr, err = decode(p, sum); err != nil {
-		return nil, 0, false
-	}
-	fr.owned = true
-	return fr, int64(frameHeader + n), true
-}
-
-// chunkAt returns the index of the chunk that holds offset off, or -1.
-func (z *zseg) chunkAt(off int64) int {
-	if off < 0 || off >= z.size {
-		return -1
-	}
-	return sort.Search(len(z.chunks), func(i int) bool { return z.chunks[i].uoff > off }) - 1
 }
