@@ -21,7 +21,7 @@ func (s *Store) compressLoop() {
 	for {
 		segs := s.segments()
 		for _, g := range segs[:len(segs)-1] { // the last is active
-			if g.compressed() || g.zfailed.Load() {
+			if g.zfile() != nil || g.zfailed.Load() {
 				continue
 			}
 			err := s.compress(g, zCodec)
@@ -104,7 +104,7 @@ func (s *Store) WaitCompressed(ctx context.Context) error {
 		segs := s.segments()
 		done := true
 		for _, g := range segs[:len(segs)-1] {
-			if !g.compressed() && !g.zfailed.Load() {
+			if g.zfile() == nil && !g.zfailed.Load() {
 				done = false
 			}
 		}

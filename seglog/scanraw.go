@@ -56,9 +56,7 @@ var scanBufs = sync.Pool{New: func() any { return new(scanBuf) }}
 func (s *Store) scanChunks(ctx context.Context, b *scanBuf, from, to int64, fn func(seq int64, b []byte) error) (int64, error) {
 	segs := s.segments()
 	g := segs[segmentFor(segs, from)]
-	g.mu.RLock()
-	z := g.z
-	g.mu.RUnlock()
+	z := g.zfile()
 	if z == nil {
 		return from, nil
 	}

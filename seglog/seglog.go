@@ -14,7 +14,8 @@
 //
 // Once a segment is sealed, a background goroutine writes a compressed
 // copy of it to a new file (.segz: chunks of about 16 KiB of whole frames,
-// each a zstd frame with its checksum, and a table of chunks; segz.go),
+// each compressed with S2 and followed by its CRC-32C, and a table of
+// chunks; segz.go and codec.go),
 // syncs it, renames it into place, and only then removes the segment: no
 // byte of a sealed segment is rewritten in place. Offsets in the index
 // stay offsets in the uncompressed segment; a read decompresses the one

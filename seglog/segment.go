@@ -38,19 +38,18 @@ func segName(first int64) string { return fmt.Sprintf("%020d%s", first, segSuffi
 
 // name returns the path of the segment's file, compressed or not.
 func (g *segment) name() string {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	if g.z != nil {
-		return g.z.path
+	if z := g.zfile(); z != nil {
+		return z.path
 	}
 	return g.path
 }
 
-// compressed reports whether the segment is read from its compressed file.
-func (g *segment) compressed() bool {
+// zfile returns the segment's compressed file, or nil while the segment
+// is read from its uncompressed one.
+func (g *segment) zfile() *zseg {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	return g.z != nil
+	return g.z
 }
 
 // ReadAt reads the segment's (uncompressed) bytes at off.
@@ -89,10 +88,7 @@ func (g *segment) open() error {
 
 // size returns the segment's length, uncompressed.
 func (g *segment) size() (int64, error) {
-	g.mu.RLock()
-	z := g.z
-	g.mu.RUnlock()
-	if z != nil {
+	if z := g.zfile(); z != nil {
 		return z.size, nil
 	}
 	fi, err := os.Stat(g.path)
@@ -332,10 +328,7 @@ const frameGuess = 4096
 
 // readFrame reads the frame at off of the segment.
 func (g *segment) readFrame(off int64) (*frame, int64, error) {
-	g.mu.RLock()
-	z := g.z
-	g.mu.RUnlock()
-	if z != nil {
+	if z := g.zfile(); z != nil {
 		if fr, n, ok := z.frameAt(off); ok {
 			return fr, n, nil
 		}
@@ -375,13 +368,10 @@ func (g *segment) readFrame(off int64) (*frame, int64, error) {
 // compressed segment no further than the end of the chunk that holds off:
 // a frame never spans chunks, and the next chunk need not be decompressed.
 func (g *segment) readSome(p []byte, off int64) (int, error) {
-	g.mu.RLock()
-	z := g.z
-	g.mu.RUnlock()
-	if z == nil {
-		return g.ReadAt(p, off)
+	if z := g.zfile(); z != nil {
+		return z.readChunk(p, off)
 	}
-	return z.readChunk(p, off)
+	return g.ReadAt(p, off)
 }
 
 // createFile creates a new file, private to the owner, and syncs its
