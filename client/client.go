@@ -355,21 +355,22 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("trail client: %s %s: %w", r.method, r.path, ctx.Err())
 			}
-			if attempt >= c.retries || r.once || !r.idempotent || !retryableError(err) {
+			wait, retry := c.RetryWait(attempt, 0, err, "", r.idempotent)
+			if r.once || !retry {
 				return nil, fmt.Errorf("trail client: %s %s: %w%s", r.method, r.path, err, tlsHint(err))
 			}
-			if err := sleep(ctx, c.backoff(attempt, 0)); err != nil {
+			if err := sleep(ctx, wait); err != nil {
 				return nil, fmt.Errorf("trail client: %s %s: %w", r.method, r.path, err)
 			}
 			continue
 		}
-		if attempt >= c.retries || r.once || !retryStatus(resp.StatusCode, r.idempotent) {
+		wait, retry := c.RetryWait(attempt, resp.StatusCode, nil, resp.Header.Get("Retry-After"), r.idempotent)
+		if r.once || !retry {
 			return resp, nil
 		}
-		wait := retryAfter(resp.Header, time.Now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
-		if err := sleep(ctx, c.backoff(attempt, wait)); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("trail client: %s %s: %w", r.method, r.path, err)
 		}
 	}
