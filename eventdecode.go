@@ -22,21 +22,31 @@ var decoders = sync.Pool{New: func() any { return new(eventDecoder) }}
 // lone surrogates are syntax errors); members are matched by their exact
 // names and read straight into w, without reflection. Its errors read as
 // those of jsonv2.Unmarshal with strictJSON, which it replaces.
-func decodeEvent(b []byte, w *wireEvent) error {
+func decodeEvent(b []byte, w *wireEvent) (err error) {
+	withDecoder(b, func(d *jsontext.Decoder) {
+		err = readObject(d, "", func(name []byte) error { return w.member(d, name) })
+		if err == nil {
+			if _, end := d.ReadToken(); end != io.EOF {
+				err = Errorf(EINVALID, "unexpected data after the event object")
+			}
+		}
+	})
+	return err
+}
+
+// withDecoder calls fn with a pooled strict decoder (strictJSON) that
+// reads b in place, and returns the decoder to the pool after.
+func withDecoder(b []byte, fn func(d *jsontext.Decoder)) {
 	ed := decoders.Get().(*eventDecoder)
 	ed.buf = *bytes.NewBuffer(b)
 	d := &ed.dec
 	d.Reset(&ed.buf, strictJSON) // a bytes.Buffer is read in place
-	err := readObject(d, "", func(name []byte) error { return w.member(d, name) })
-	if err == nil {
-		if _, end := d.ReadToken(); end != io.EOF {
-			err = Errorf(EINVALID, "unexpected data after the event object")
-		}
-	}
-	ed.buf = bytes.Buffer{} // drop b
-	d.Reset(&ed.buf)
-	decoders.Put(ed)
-	return err
+	defer func() {
+		ed.buf = bytes.Buffer{} // drop b
+		d.Reset(&ed.buf)
+		decoders.Put(ed)
+	}()
+	fn(d)
 }
 
 // parseBatchFast reads a batch in one pass: one strict decoder reads the
@@ -44,15 +54,12 @@ func decodeEvent(b []byte, w *wireEvent) error {
 // in full; for any problem ok is false, and ParseBatch reads the batch
 // again the slow way, item by item, to name every bad item and why.
 func parseBatchFast(b []byte, lim Limits) (events []*Event, ok bool) {
-	ed := decoders.Get().(*eventDecoder)
-	ed.buf = *bytes.NewBuffer(b)
-	d := &ed.dec
-	d.Reset(&ed.buf, strictJSON)
-	defer func() {
-		ed.buf = bytes.Buffer{} // drop b
-		d.Reset(&ed.buf)
-		decoders.Put(ed)
-	}()
+	withDecoder(b, func(d *jsontext.Decoder) { events, ok = readBatch(d, lim) })
+	return events, ok
+}
+
+// readBatch is parseBatchFast's reading, from d.
+func readBatch(d *jsontext.Decoder, lim Limits) (events []*Event, ok bool) {
 	if d.PeekKind() != '[' {
 		return nil, false
 	}

@@ -30,19 +30,14 @@ func ParseEntry(b []byte, digest Digest, hashes []tlog.Hash) (*Entry, error) {
 
 // decodeRecord reads b into r; false means that b is not in the shape
 // trail writes, and r is to be read another way.
-func decodeRecord(b []byte, r *Record) bool {
-	ed := decoders.Get().(*eventDecoder)
-	ed.buf = *bytes.NewBuffer(b)
-	d := &ed.dec
-	d.Reset(&ed.buf, strictJSON)
-	ok := d.PeekKind() == '{' && readObject(d, "", func(name []byte) error { return r.member(d, name) }) == nil
-	if ok {
-		_, end := d.ReadToken()
-		ok = end == io.EOF
-	}
-	ed.buf = bytes.Buffer{} // drop b
-	d.Reset(&ed.buf)
-	decoders.Put(ed)
+func decodeRecord(b []byte, r *Record) (ok bool) {
+	withDecoder(b, func(d *jsontext.Decoder) {
+		ok = d.PeekKind() == '{' && readObject(d, "", func(name []byte) error { return r.member(d, name) }) == nil
+		if ok {
+			_, end := d.ReadToken()
+			ok = end == io.EOF
+		}
+	})
 	return ok
 }
 
