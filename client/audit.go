@@ -249,25 +249,22 @@ func (a *Auditor) accept(note []byte, cp trail.Checkpoint, prove proveFunc) erro
 
 // extends checks that cp's tree extends the smaller one seen before.
 func (a *Auditor) extends(prev SeenCheckpoint, cp trail.Checkpoint, prove proveFunc) error {
-	var p tlog.TreeProof
 	var err error
 	if prove != nil {
-		if p, err = prove(prev.Size, cp.Size); err != nil {
-			return fmt.Errorf("consistency proof from %d to %d: %w", prev.Size, cp.Size, err)
+		p, perr := prove(prev.Size, cp.Size)
+		if perr != nil {
+			return fmt.Errorf("consistency proof from %d to %d: %w", prev.Size, cp.Size, perr)
 		}
+		err = tlog.CheckTree(p, cp.Size, cp.Hash, prev.Size, prev.Root)
 	} else {
 		// Offline, the records were re-hashed and make cp's root: cp
 		// extends prev if their first prev.Size make prev's root, which
 		// the audit kept on the way (readExport asked for it).
-		err = nil
 		if root, rerr := a.audit.Root(prev.Size); rerr != nil {
 			err = rerr
 		} else if root != prev.Root {
 			err = fmt.Errorf("the first %d records hash to %v", prev.Size, root)
 		}
-	}
-	if err == nil && prove != nil {
-		err = tlog.CheckTree(p, cp.Size, cp.Hash, prev.Size, prev.Root)
 	}
 	if err != nil {
 		return fmt.Errorf("the log was rewritten: the checkpoint of size %d does not extend the one of size %d seen on %s (%v)", cp.Size, prev.Size, prev.Seen.Format(time.RFC3339), err)
