@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -177,12 +178,11 @@ func (rc *rawConn) readAnswer(dst []byte) ([]byte, rawAnswer, error) {
 	case chunked:
 		dst, err = rc.readChunked(dst)
 	case length >= 0:
-		dst = grow(dst, int(length))
+		dst = slices.Grow(dst, int(length))[:len(dst)+int(length)]
 		_, err = io.ReadFull(rc.br, dst[start:])
 	default: // the body ends where the connection does
 		a.close = true
-		var b bytes.Buffer
-		b.Write(dst)
+		b := bytes.NewBuffer(dst)
 		_, err = b.ReadFrom(io.LimitReader(rc.br, maxRawAnswer))
 		dst = b.Bytes()
 	}
@@ -281,7 +281,7 @@ func (rc *rawConn) readChunked(dst []byte) ([]byte, error) {
 			return dst, err
 		}
 		start := len(dst)
-		dst = grow(dst, int(n))
+		dst = slices.Grow(dst, int(n))[:len(dst)+int(n)]
 		if _, err := io.ReadFull(rc.br, dst[start:]); err != nil {
 			return dst, err
 		}
@@ -309,16 +309,6 @@ func (rc *rawConn) readLine() ([]byte, error) {
 		line = line[:n-1]
 	}
 	return line, nil
-}
-
-// grow extends b by n bytes.
-func grow(b []byte, n int) []byte {
-	if cap(b)-len(b) < n {
-		nb := make([]byte, len(b), len(b)+n+len(b)/2)
-		copy(nb, b)
-		b = nb
-	}
-	return b[:len(b)+n]
 }
 
 // postRaw sends one request on rc, retrying as the SDK would, counts each
