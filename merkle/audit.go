@@ -60,7 +60,8 @@ func newAudit(log string, maxSpans int) *Audit {
 // the O(log size) hashes of the right edge are read. A resumed audit
 // cannot name a changed record (FirstBad).
 func ResumeAudit(log string, size int64, r tlog.HashReader) (*Audit, error) {
-	a := &Audit{Log: log, size: size, keep: -1}
+	a := newAudit(log, 0) // it keeps no spans: it cannot name a record
+	a.size = size
 	var indexes []int64
 	start := int64(0)
 	for l := 62; l >= 0; l-- {
